@@ -1,0 +1,66 @@
+"""Time Baton beside raw SpiffWorkflow in the same run and print a table.
+
+Uses a throw-away test database (SQLite by default; PostgreSQL when
+``DATABASE_URL`` points at it), created and dropped by Django's test utilities.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+
+def _time(fn, repeat: int) -> float:
+    """Median seconds per call over ``repeat`` calls after one warm-up."""
+    fn()
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argparse.ArgumentParser(description=__doc__)
+    args.add_argument("--repeat", type=int, default=0, help="override each scenario's repeat count")
+    args.add_argument("--only", default="", help="run scenarios whose name contains this text")
+    opts = args.parse_args(argv)
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test.utils import setup_databases, teardown_databases
+
+    from bench.scenarios import SCENARIOS, baton_run, raw_spiff_run
+    from bpmn.services import definition_upload
+
+    settings.DEBUG = False
+    old = setup_databases(verbosity=0, interactive=False)
+    try:
+        user = get_user_model().objects.create_user("bench", password="bench-pw-123")
+        vendor = connection.vendor
+        print(f"Baton vs raw SpiffWorkflow, database: {vendor}, per instance (median)")
+        header = f"{'scenario':<48} {'raw spiff':>11} {'baton':>11} {'ratio':>7} {'SQL/completion':>15}"
+        print(header)
+        print("-" * len(header))
+        for scenario in SCENARIOS:
+            if opts.only and opts.only not in scenario.name:
+                continue
+            files = [(scenario.diagram.name, scenario.diagram.read_bytes())]
+            files += [(p.name, p.read_bytes()) for p in scenario.diagram.parent.glob("*.json")]
+            definition_upload(files=files, uploaded_by=None)
+            repeat = opts.repeat or scenario.repeat
+            statements: list[int] = []
+            raw = _time(raw_spiff_run(scenario), repeat)
+            baton = _time(baton_run(scenario, user, statements), repeat)
+            sql = f"{max(statements)}" if statements else "-"
+            print(f"{scenario.name:<48} {raw * 1000:>9.1f}ms {baton * 1000:>9.1f}ms {baton / raw:>6.1f}x {sql:>15}")
+    finally:
+        teardown_databases(old, verbosity=0)
+    return 0

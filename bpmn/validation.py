@@ -1,0 +1,500 @@
+"""Check uploaded BPMN/DMN documents and report every problem, not the first.
+
+The pipeline (``validate``) runs on documents ``bpmn.xmlsafe`` already parsed:
+
+1. ``normalize`` rewrites what designers' tools write into what Baton runs:
+   plain ISO-8601 timer values are quoted (``P2D`` becomes ``"P2D"``, a
+   string literal) and Camunda's ``camunda:collection`` multi-instance becomes
+   standard ``loopDataInputRef``/``inputDataItem``;
+2. structural checks (XML schema, duplicate ids, dangling references,
+   unreachable start/end events, Camunda features Baton does not run);
+3. every expression and script goes through the sandbox checker
+    and is refused naming its element;
+4. only when the structure is sound, the library parser runs and its problems
+   are merged; each executable process must instantiate and serialize.
+
+Each Problem carries the element id, the line and a plain message.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+from . import parsing
+from .problems import Problem
+from .xmlsafe import BPMN_NS
+
+SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
+CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
+ZEEBE_NS = "http://camunda.org/schema/zeebe/1.0"
+NS = {"bpmn": BPMN_NS, "spiffworkflow": SPIFF_NS, "camunda": CAMUNDA_NS}
+
+_CONTAINERS = {"process", "subProcess", "transaction", "adHocSubProcess"}
+_ISO_TIMER = re.compile(
+    r"R\d*/\S+"  # repetition: R3/PT10M, R/2026-01-01T00:00:00Z/P1D
+    r"|P[\dTYMWDHS.,]+"  # duration: P2D, PT5M, P1Y2M
+    r"|\d{4}-\d{2}-\d{2}[\dT:.,Z+\-]*",  # date or date-time
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class Document:
+    """One parsed upload document: its name, lxml root and detected dialect."""
+
+    name: str
+    root: etree._Element
+    dialect: str = "bpmn"
+
+
+@dataclass
+class Validated:
+    """The outcome of ``validate``: parsed executable processes, or problems."""
+
+    parsed: list[parsing.ParsedProcess] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def detect_dialect(root: etree._Element) -> str:
+    """Name the tool dialect of a diagram: "spiff", "camunda" or "bpmn".
+
+    Extension elements and attributes actually used decide; declared but
+    unused namespaces (bpmn.io templates declare several) only break a tie.
+    """
+    used: set[str] = set()
+    for element in root.iter():
+        if not isinstance(element.tag, str):
+            continue
+        used.add(etree.QName(element).namespace or "")
+        used.update(etree.QName(name).namespace or "" for name in element.attrib)
+    declared = set(root.nsmap.values())
+    for pool in (used, declared):
+        if SPIFF_NS in pool:
+            return "spiff"
+        if CAMUNDA_NS in pool or ZEEBE_NS in pool:
+            return "camunda"
+    return "bpmn"
+
+
+def normalize(root: etree._Element) -> None:
+    """Rewrite tool idioms in place into what Baton's engine runs (see module doc)."""
+    for kind in ("timeDate", "timeDuration", "timeCycle"):
+        for element in root.iter(f"{{{BPMN_NS}}}{kind}"):
+            text = (element.text or "").strip()
+            if text and _ISO_TIMER.fullmatch(text):
+                element.text = f'"{text}"'
+    for loop in root.iter(f"{{{BPMN_NS}}}multiInstanceLoopCharacteristics"):
+        collection = loop.get(f"{{{CAMUNDA_NS}}}collection")
+        if not collection or "{" in collection or loop.find("bpmn:loopDataInputRef", NS) is not None:
+            continue
+        if loop.find("bpmn:loopCardinality", NS) is not None:
+            continue
+        ref = etree.SubElement(loop, f"{{{BPMN_NS}}}loopDataInputRef")
+        ref.text = collection
+        variable = loop.get(f"{{{CAMUNDA_NS}}}elementVariable")
+        if variable:
+            item = etree.SubElement(loop, f"{{{BPMN_NS}}}inputDataItem")
+            item.set("id", variable)
+            item.set("name", variable)
+
+
+def structure_problems(root: etree._Element, *, file: str) -> list[Problem]:
+    """Report duplicate ids, dangling references and unreachable start/end events."""
+    problems: list[Problem] = []
+    seen: dict[str, etree._Element] = {}
+    for element in root.iter():
+        if not isinstance(element.tag, str) or etree.QName(element).namespace != BPMN_NS:
+            continue
+        element_id = element.get("id")
+        if not element_id:
+            continue
+        if element_id in seen:
+            problems.append(Problem(
+                message=f"the id '{element_id}' is used by more than one element "
+                f"(first on line {seen[element_id].sourceline}); ids must be unique",
+                element_id=element_id, line=element.sourceline or 0, file=file,
+            ))
+        else:
+            seen[element_id] = element
+    for process in root.iterfind("bpmn:process", NS):
+        if process.get("isExecutable", "true") == "false":
+            continue
+        for container in process.iter(*(f"{{{BPMN_NS}}}{tag}" for tag in _CONTAINERS)):
+            problems += _container_problems(container, seen, file)
+    return problems
+
+
+def _container_problems(container: etree._Element, ids: dict, file: str) -> list[Problem]:
+    problems = []
+    nodes = {child.get("id"): child for child in container if isinstance(child.tag, str) and child.get("id")}
+    sources: set[str] = set()
+    targets: set[str] = set()
+    for flow in container.iterfind("bpmn:sequenceFlow", NS):
+        for attribute, seen_set in (("sourceRef", sources), ("targetRef", targets)):
+            ref = flow.get(attribute)
+            seen_set.add(ref or "")
+            if ref and ref in nodes and ref != flow.get("id"):
+                continue
+            if not ref:
+                why = f"has no {attribute}"
+            elif ref in ids:
+                why = f"has {attribute} '{ref}', which is not an element of the same process or sub-process"
+            else:
+                why = f"has {attribute} '{ref}', which does not exist"
+            problems.append(Problem(
+                message=f"sequence flow {why}", element_id=flow.get("id", ""), line=flow.sourceline or 0, file=file,
+            ))
+    for boundary in container.iterfind("bpmn:boundaryEvent", NS):
+        ref = boundary.get("attachedToRef")
+        if not ref or ref not in nodes:
+            problems.append(Problem(
+                message=f"boundary event is attached to '{ref or ''}', which is not an activity of this process",
+                element_id=boundary.get("id", ""), line=boundary.sourceline or 0, file=file,
+            ))
+    for node_id, node in nodes.items():
+        tag = etree.QName(node).localname
+        if tag == "startEvent" and node_id not in sources:
+            problems.append(Problem(
+                message="start event has no outgoing sequence flow, so nothing can follow it",
+                element_id=node_id, line=node.sourceline or 0, file=file,
+            ))
+        elif tag == "endEvent" and node_id not in targets:
+            problems.append(Problem(
+                message="end event has no incoming sequence flow, so it can never be reached",
+                element_id=node_id, line=node.sourceline or 0, file=file,
+            ))
+    return problems
+
+
+def camunda_problems(root: etree._Element, *, file: str) -> list[Problem]:
+    """Refuse Camunda features Baton would otherwise silently ignore."""
+    problems = []
+    unsupported = {
+        "executionListener": "Camunda execution listeners run Java or scripts inside Camunda; Baton does not "
+        "run them. Model the step as a script or service task",
+        "taskListener": "Camunda task listeners run Java or scripts inside Camunda; Baton does not run them",
+        "inputOutput": "Camunda input/output mappings are not supported: map data with a script task or a "
+        "spiffworkflow:preScript/postScript",
+    }
+    for element in root.iter(*(f"{{{CAMUNDA_NS}}}{name}" for name in unsupported)):
+        owner = _owner(element)
+        problems.append(Problem(
+            message=unsupported[etree.QName(element).localname],
+            element_id=owner.get("id", "") if owner is not None else "", line=element.sourceline or 0, file=file,
+        ))
+    for element in root.iter():
+        if not isinstance(element.tag, str):
+            continue
+        for name, value in element.attrib.items():
+            if name.startswith(f"{{{CAMUNDA_NS}}}") and ("${" in value or "#{" in value):
+                problems.append(Problem(
+                    message=f"expression language not supported: Baton evaluates a Python subset "
+                    f"(camunda:{etree.QName(name).localname} uses a JUEL expression '{value}')",
+                    element_id=element.get("id", ""), line=element.sourceline or 0, file=file,
+                ))
+    for loop in root.iter(f"{{{BPMN_NS}}}multiInstanceLoopCharacteristics"):
+        collection = loop.get(f"{{{CAMUNDA_NS}}}collection")
+        if collection and loop.find("bpmn:loopCardinality", NS) is not None:
+            owner = loop.getparent()
+            problems.append(Problem(
+                message="a multi-instance activity needs either camunda:collection or a loop cardinality, not both",
+                element_id=owner.get("id", ""), line=loop.sourceline or 0, file=file,
+            ))
+    return problems
+
+
+def _owner(element: etree._Element) -> etree._Element | None:
+    for ancestor in element.iterancestors():
+        if etree.QName(ancestor).namespace == BPMN_NS and ancestor.get("id") and (
+            etree.QName(ancestor).localname != "extensionElements"
+        ):
+            return ancestor
+    return None
+
+
+def executable_ids(root: etree._Element) -> list[str]:
+    """Return the ids of the processes the engine treats as executable.
+
+    Like the library, a process without ``isExecutable`` counts as
+    executable; ``isExecutable="false"`` processes are documentation only.
+    """
+    return [p.get("id", "") for p in root.iterfind("bpmn:process", NS) if p.get("isExecutable", "true") != "false"]
+
+
+def validate(
+    *, documents: list[Document], dmn_documents: list[Document], library: list[Document] = (),
+) -> Validated:
+    """Check every document of one upload; parse them only if the structure is sound.
+
+    ``library`` holds published diagrams (already normalized) that call
+    activities of the upload may resolve against. Never raises for a bad
+    diagram: the caller turns the returned problems into one refusal.
+    """
+    problems: list[Problem] = []
+    structural: list[Problem] = []
+    if not documents:
+        problems.append(Problem(message="the upload contains no BPMN diagram (.bpmn or .bpmn20.xml)"))
+    defined: dict[str, str] = {}
+    for doc in documents:
+        structural += structure_problems(doc.root, file=doc.name)
+        structural += _deduplicate(parsing.schema_problems(doc.root, doc.name), structural)
+        for process in doc.root.iterfind("bpmn:process", NS):
+            pid = process.get("id", "")
+            if pid in defined:
+                structural.append(Problem(
+                    message=f"the process id '{pid}' is also defined in {defined[pid]}; process ids must be unique",
+                    element_id=pid, line=process.sourceline or 0, file=doc.name,
+                ))
+            defined.setdefault(pid, doc.name)
+        problems += camunda_problems(doc.root, file=doc.name)
+        problems += expression_problems(doc.root, file=doc.name)
+    for dmn in dmn_documents:
+        problems += dmn_problems(dmn.root, file=dmn.name)
+    if documents and not any(executable_ids(doc.root) for doc in documents):
+        problems.append(Problem(
+            message='no executable process: mark a process isExecutable="true"', file=documents[0].name,
+        ))
+    problems = structural + problems
+    if structural or not documents:
+        return Validated(problems=problems)
+    parsed, library_problems = parsing.parse_processes(
+        [(d.name, d.root) for d in documents], [(d.name, d.root) for d in dmn_documents],
+        [(d.name, d.root) for d in library],
+    )
+    problems += _deduplicate(_explain(library_problems, documents), problems)
+    for process in parsed:
+        problem = parsing.can_instantiate(process)
+        if problem is None:
+            try:
+                parsing.spec_bundle_dumps(process)
+            except Exception as exc:  # noqa: BLE001 - serializer failures vary
+                problem = Problem(message=f"process '{process.process_id}' cannot be saved: {exc}",
+                                  element_id=process.process_id)
+        if problem is not None:
+            problems.append(problem)
+    return Validated(parsed=[] if problems else parsed, problems=problems)
+
+
+_ELEMENT_REPR = re.compile(r"<Element \{[^}]*\}(\w+) at 0x[0-9a-f]+>")
+_MISSING_PROCESS = re.compile(r"The process '([^']*)' was not found")
+
+
+def _explain(problems: list[Problem], documents: list[Document]) -> list[Problem]:
+    """Make the library's problems precise: plain element names, element ids and lines."""
+    by_id: dict[tuple[str, str], etree._Element] = {}
+    callers: dict[str, tuple[str, etree._Element]] = {}
+    for doc in documents:
+        for element in doc.root.iter(f"{{{BPMN_NS}}}*"):
+            if element.get("id"):
+                by_id.setdefault((doc.name, element.get("id")), element)
+            if etree.QName(element).localname == "callActivity" and element.get("calledElement"):
+                callers.setdefault(element.get("calledElement"), (doc.name, element))
+    explained = []
+    for problem in problems:
+        message, element_id, line, file = _ELEMENT_REPR.sub(r"<\1>", problem.message), problem.element_id, \
+            problem.line, problem.file
+        missing = _MISSING_PROCESS.match(message)
+        if missing and missing.group(1) in callers:
+            file, caller = callers[missing.group(1)]
+            element_id, line = caller.get("id"), caller.sourceline or 0
+            message = (f"the call activity calls process '{missing.group(1)}', which is neither in this upload nor "
+                       f"published. {message}")
+        element = by_id.get((file, element_id))
+        if element is not None and not line:
+            line = element.sourceline or 0
+        explained.append(Problem(message=message, element_id=element_id, line=line, file=file))
+    return explained
+
+
+def _deduplicate(new: list[Problem], existing: list[Problem]) -> list[Problem]:
+    """Drop new problems about an element (or line) an earlier check already explained."""
+    taken_elements = {(p.file, p.element_id) for p in existing if p.element_id}
+    taken_lines = {(p.file, p.line) for p in existing if p.line}
+    by_key: dict[tuple, Problem] = {}
+    for problem in new:
+        if (problem.file, problem.element_id) in taken_elements or (problem.file, problem.line) in taken_lines:
+            continue
+        by_key.setdefault((problem.file, problem.element_id, problem.line, problem.message), problem)
+    return list(by_key.values())
+
+
+# --- Expressions and scripts: every site the engine evaluates goes through the sandbox checker ---
+
+_EXPRESSION_SITES = (
+    (".//bpmn:sequenceFlow/bpmn:conditionExpression", "condition"),
+    (".//bpmn:multiInstanceLoopCharacteristics/bpmn:loopCardinality", "loop cardinality"),
+    (".//bpmn:completionCondition", "completion condition"),
+    (".//bpmn:standardLoopCharacteristics/bpmn:loopCondition", "loop condition"),
+    (".//bpmn:conditionalEventDefinition/bpmn:condition", "event condition"),
+    (".//bpmn:correlationPropertyRetrievalExpression/*", "correlation expression"),
+    (".//spiffworkflow:messagePayload", "message payload"),
+    (".//spiffworkflow:payloadExpression", "payload expression"),
+    (".//spiffworkflow:processVariableCorrelation/spiffworkflow:expression", "correlation expression"),
+)
+_SCRIPT_SITES = (
+    (".//bpmn:scriptTask/bpmn:script", "script"),
+    (".//spiffworkflow:preScript", "pre-script"),
+    (".//spiffworkflow:postScript", "post-script"),
+)
+_WRAPPERS = {
+    "extensionElements", "conditionExpression", "multiInstanceLoopCharacteristics", "standardLoopCharacteristics",
+    "timerEventDefinition", "conditionalEventDefinition", "messageEventDefinition", "signalEventDefinition",
+    "errorEventDefinition", "escalationEventDefinition", "correlationPropertyRetrievalExpression",
+    "formalExpression", "messagePath", "completionCondition", "loopCardinality", "loopCondition", "condition",
+    "script", "timeDate", "timeDuration", "timeCycle",
+}
+_JUEL = re.compile(r"[$#]\{")
+_FEEL = re.compile(
+    r"\.\.|\bthen\b|\bsatisfies\b|\binstance\s+of\b|\bbetween\b|\bdate and time\s*\(|(?<![<>=!])=(?!=)|\breturn\b"
+)
+_FOREIGN_SCRIPTS = {"groovy", "javascript", "js", "ecmascript", "nashorn", "graal.js", "juel", "feel", "ruby",
+                    "jruby", "kotlin", "kts", "java"}
+_FEEL_NAMES = {"true": "True", "false": "False", "null": "None"}
+_LANGUAGE = "expression language not supported: Baton evaluates a Python subset"
+
+
+def expression_problems(root: etree._Element, *, file: str) -> list[Problem]:
+    """Check every expression, script, timer and service parameter of a BPMN document."""
+    problems: list[Problem] = []
+    for path, label in _EXPRESSION_SITES:
+        for element in root.xpath(path, namespaces=NS):
+            if (element.text or "").strip():
+                problems += _site(element, label, element.text, expression_messages(element.text), file)
+    for path, label in _SCRIPT_SITES:
+        for element in root.xpath(path, namespaces=NS):
+            problems += _site(element, label, element.text or "", _script_messages(element, label), file)
+    for kind in ("timeDate", "timeDuration", "timeCycle"):
+        for element in root.iter(f"{{{BPMN_NS}}}{kind}"):
+            problems += _site(element, f"timer {kind}", element.text or "", _timer_messages(kind, element.text), file)
+    for timer in root.iter(f"{{{BPMN_NS}}}timerEventDefinition"):
+        if all(timer.find(f"bpmn:{kind}", NS) is None for kind in ("timeDate", "timeDuration", "timeCycle")):
+            problems += _site(timer, "timer", "", ["the timer has no timeDate, timeDuration or timeCycle"], file)
+    for parameter in root.xpath(".//spiffworkflow:serviceTaskOperator//spiffworkflow:parameter[@value]",
+                                namespaces=NS):
+        label = f"service parameter '{parameter.get('id', '')}'"
+        problems += _site(parameter, label, parameter.get("value"), expression_messages(parameter.get("value")), file)
+    return problems
+
+
+def expression_messages(text: str) -> list[str]:
+    """Return why an expression is refused ([] when allowed), naming foreign languages plainly."""
+    try:
+        tree = ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        if _JUEL.search(text):
+            return [f"{_LANGUAGE} (this is a JUEL ${{...}} expression)"]
+        if _FEEL.search(text):
+            return [f"{_LANGUAGE} (this looks like FEEL)"]
+        tree = None
+    if tree is not None:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and node.id in _FEEL_NAMES:
+                return [f"{_LANGUAGE}: '{node.id}' is not Python, write {_FEEL_NAMES[node.id]}"]
+    return _sandbox().check_expression(text)
+
+
+def _script_messages(element: etree._Element, label: str) -> list[str]:
+    text = element.text or ""
+    if label == "script":
+        language = (element.getparent().get("scriptFormat") or "").strip().lower()
+        if language in _FOREIGN_SCRIPTS:
+            return [f"script language '{language}' is not supported: Baton runs a Python subset"]
+        if not text.strip():
+            return ["the script task has no script"]
+    if not text.strip():
+        return []
+    return _sandbox().check_script(text)
+
+
+def _timer_messages(kind: str, text: str | None) -> list[str]:
+    if not (text or "").strip():
+        return ["the timer has no value"]
+    try:
+        literal = ast.literal_eval(text.strip())
+    except (SyntaxError, ValueError, RecursionError, MemoryError, TypeError):
+        literal = None
+    if isinstance(literal, str):
+        message = parsing.timer_literal_problem(kind, literal)
+        return [message] if message else []
+    return expression_messages(text)
+
+
+def _site(element: etree._Element, label: str, text: str, messages: list[str], file: str) -> list[Problem]:
+    own = etree.QName(element)
+    owner = element if element.get("id") and own.localname not in _WRAPPERS and own.namespace not in (
+        SPIFF_NS, CAMUNDA_NS) else None
+    for ancestor in element.iterancestors() if owner is None else ():
+        if etree.QName(ancestor).namespace == BPMN_NS and ancestor.get("id") and (
+            etree.QName(ancestor).localname not in _WRAPPERS
+        ):
+            owner = ancestor
+            break
+    shown = " ".join((text or "").split())
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    return [
+        Problem(message=f"{label} '{shown}': {message}" if shown else f"{label}: {message}",
+                element_id=owner.get("id", "") if owner is not None else "", line=element.sourceline or 0, file=file)
+        for message in messages
+    ]
+
+
+def _sandbox():
+    """Import the sandbox checker lazily (it is built beside this module)."""
+    from bpmn import sandbox
+
+    return sandbox
+
+
+def dmn_problems(root: etree._Element, *, file: str) -> list[Problem]:
+    """Check DMN cells as the DMN engine evaluates them, not as written.
+
+    The engine turns an input cell into ``(input) == (cell)``, or
+    ``input + cell`` when the cell starts with an operator (``> 5``), or
+    substitutes ``?`` with the input value; output cells are expressions.
+    """
+    namespace = etree.QName(root).namespace
+    problems: list[Problem] = []
+
+    def text_of(element: etree._Element) -> str | None:
+        node = element.find(f"{{{namespace}}}text")
+        return node.text if node is not None else None
+
+    for table in root.iter(f"{{{namespace}}}decisionTable"):
+        inputs = []
+        for column in table.iterfind(f"{{{namespace}}}input"):
+            expression_node = column.find(f"{{{namespace}}}inputExpression")
+            expression = text_of(expression_node) if expression_node is not None else None
+            inputs.append((column.get("label") or column.get("id", ""), expression))
+            if expression:
+                problems += _site(column, "DMN input expression", expression, expression_messages(expression), file)
+        for number, rule in enumerate(table.iterfind(f"{{{namespace}}}rule"), start=1):
+            for index, entry in enumerate(rule.iterfind(f"{{{namespace}}}inputEntry")):
+                cell = text_of(entry)
+                if cell is None or cell == "-" or index >= len(inputs):
+                    continue
+                built = dmn_built_expression(inputs[index][1] or "dmn_input", cell)
+                messages = expression_messages(built) if built else (
+                    expression_messages(cell) or ["the cell is neither a value nor a comparison"])
+                problems += _site(entry, f"DMN rule {number}, input '{inputs[index][0]}'", cell, messages, file)
+            for entry in rule.iterfind(f"{{{namespace}}}outputEntry"):
+                cell = text_of(entry)
+                if cell:
+                    problems += _site(entry, f"DMN rule {number}, output", cell, expression_messages(cell), file)
+    return problems
+
+
+def dmn_built_expression(input_expression: str, cell: str) -> str | None:
+    """Build the expression SpiffWorkflow's DMNEngine evaluates for one input cell (None: unparseable)."""
+    replaced = re.sub(r"(\?)(?=(?:[^'\"]|['\"][^'\"]*['\"])*$)", "dmninputexpr", cell)
+    if "dmninputexpr" in replaced:
+        return replaced
+    for candidate, built in ((cell, f"({input_expression}) == ({cell})"), (f"v {cell}", input_expression + cell)):
+        try:
+            ast.parse(candidate)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        return built
+    return None

@@ -1,0 +1,152 @@
+"""Baton settings, read from the environment.
+
+With no environment at all Baton runs on the embedded default: a SQLite file
+database (IMMEDIATE transactions, WAL) under ``var/`` and an in-process worker.
+Production sets ``DATABASE_URL`` (PostgreSQL, as the application's own role),
+``CELERY_BROKER_URL`` (Redis), ``SECRET_KEY`` and ``ALLOWED_HOSTS``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(environ.Env().str("BATON_VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+env = environ.Env()
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env.str("SECRET_KEY", default="baton-embedded-insecure-key-change-me-in-production-0123456789")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "core",
+    "bpmn",
+    "processes",
+    "approvals",
+    "api",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _database(url: str | None) -> dict:
+    """Build one Django database entry; SQLite gets IMMEDIATE transactions and WAL.
+
+    With Django's default DEFERRED transactions, 20 concurrent completions on
+    SQLite gave "database is locked" instead of 1 success and 19 conflicts.
+    """
+    if not url:
+        url = f"sqlite:///{VAR_DIR / 'baton.sqlite3'}"
+    db = environ.Env.db_url_config(url)
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        db["OPTIONS"] = {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+        db["TEST"] = {"NAME": str(VAR_DIR / "test_baton.sqlite3")}
+    else:
+        # lock_timeout at connect time: a command waiting on a locked instance
+        # answers "busy, retry" instead of hanging a web worker (no per-command SET).
+        db.setdefault("OPTIONS", {})["options"] = f"-c lock_timeout={env.int('BATON_LOCK_TIMEOUT_MS', default=3000)}"
+        db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+        db["CONN_HEALTH_CHECKS"] = True
+    return db
+
+
+DATABASES = {"default": _database(env.str("DATABASE_URL", default=None))}
+# Role that owns the schema (runs migrations); the application itself connects
+# as a role that is neither owner nor superuser so the audit trigger binds it.
+DATABASE_OWNER_URL = env.str("DATABASE_OWNER_URL", default="")
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+IS_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")
+
+# Seconds a command waits for an instance lock before answering "conflict, retry".
+BATON_LOCK_TIMEOUT_MS = env.int("BATON_LOCK_TIMEOUT_MS", default=3000)
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "static_root"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+}
+
+# BPMN upload limits: checked before / while parsing.
+BATON_MAX_UPLOAD_BYTES = env.int("BATON_MAX_UPLOAD_BYTES", default=5 * 1024 * 1024)
+BATON_MAX_XML_ELEMENTS = env.int("BATON_MAX_XML_ELEMENTS", default=20_000)
+
+# Sandbox limits for BPMN scripts (seconds, bytes).
+BATON_SCRIPT_CPU_SECONDS = env.int("BATON_SCRIPT_CPU_SECONDS", default=2)
+BATON_SCRIPT_WALL_SECONDS = env.float("BATON_SCRIPT_WALL_SECONDS", default=5.0)
+BATON_SCRIPT_MEMORY_BYTES = env.int("BATON_SCRIPT_MEMORY_BYTES", default=512 * 1024 * 1024)
+
+# Celery: at-least-once with idempotent effects (see docs/operations.md).
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
+BATON_EMBEDDED_WORKER = not CELERY_BROKER_URL
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}
+
+if not DEBUG and env.bool("BATON_SECURE", default=False):
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = 31536000
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True

@@ -1,0 +1,15 @@
+from django.apps import AppConfig
+
+
+class ProcessesConfig(AppConfig):
+    name = "processes"
+    verbose_name = "Process instances"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        """Record every published definition on the ``definitions`` audit chain."""
+        from bpmn.signals import definition_published
+
+        from .audit import definition_published_receiver
+
+        definition_published.connect(definition_published_receiver, dispatch_uid="processes.audit.definition_published")

@@ -1,0 +1,98 @@
+"""Every real diagram of the shared corpus is imported or refused with clear problems (never a crash).
+
+Each ``.bpmn``/``.bpmn20.xml`` file is uploaded with the DMN and JSON files
+of its folder, plus what it needs from next to it: diagrams of the same folder
+defining the processes its call activities call, and DMN files in sub-folders
+(the library's own fixtures keep tables in ``dmn/``) defining decisions it
+uses. The corpus lives outside the repository; ``BATON_CORPUS_DIR`` points
+elsewhere. A missing corpus fails the run: it must not pass by skipping.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from bpmn.services import BPMN_SUFFIXES, definition_upload
+from core.errors import DiagramRejected
+
+CORPUS = Path(os.environ.get("BATON_CORPUS_DIR") or Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus")
+_CALLED = re.compile(rb'calledElement="([^"]+)"')
+_PROCESS = re.compile(rb'<(?:\w+:)?process\b[^>]*\bid="([^"]+)"')
+_DECISION_REF = re.compile(rb'(?:decisionRef="|calledDecisionId>)\s*([^"<\s]+)')
+_DECISION = re.compile(rb'<(?:\w+:)?decision\b[^>]*\bid="([^"]+)"')
+
+
+def corpus_diagrams() -> list[Path]:
+    if not CORPUS.is_dir():
+        return []
+    return sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.name.lower().endswith(BPMN_SUFFIXES))
+
+
+def upload_set(diagram: Path) -> list[tuple[str, bytes]]:
+    """Return the diagram, its folder's DMN/JSON files, its same-folder callees and sub-folder DMNs it uses."""
+    folder = diagram.parent
+    siblings = [p for p in folder.iterdir() if p.is_file()]
+    chosen = [diagram] + [p for p in siblings if p.suffix.lower() in (".dmn", ".json")]
+    defined = {}
+    for other in siblings:
+        if other != diagram and other.name.lower().endswith(BPMN_SUFFIXES):
+            for pid in _PROCESS.findall(other.read_bytes()):
+                defined.setdefault(pid, other)
+    queue, seen = [diagram], {diagram}
+    while queue:
+        data = queue.pop().read_bytes()
+        for called in _CALLED.findall(data):
+            callee = defined.get(called)
+            if callee is not None and callee not in seen:
+                seen.add(callee)
+                chosen.append(callee)
+                queue.append(callee)
+    wanted = {ref for path in seen for ref in _DECISION_REF.findall(path.read_bytes())}
+    for table in sorted(folder.glob("*/**/*.dmn")):
+        if wanted & set(_DECISION.findall(table.read_bytes())):
+            chosen.append(table)
+    names: dict[str, Path] = {}
+    for path in chosen:
+        names.setdefault(path.name, path)
+    return [(name, path.read_bytes()) for name, path in names.items()]
+
+
+def import_one(diagram: Path) -> tuple[str, list[dict]]:
+    """Upload one diagram; return ("imported", []) or ("refused", problems). Anything else raises."""
+    try:
+        definition_upload(files=upload_set(diagram), uploaded_by=None)
+    except DiagramRejected as exc:
+        return "refused", list(exc.details or [])
+    return "imported", []
+
+
+def test_corpus_is_present():
+    assert CORPUS.is_dir(), f"the BPMN corpus is missing at {CORPUS} (set BATON_CORPUS_DIR)"
+    assert len(corpus_diagrams()) >= 300
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("diagram", corpus_diagrams(), ids=lambda p: str(p.relative_to(CORPUS)))
+def test_corpus_diagram_is_imported_or_clearly_refused(diagram):
+    outcome, problems = import_one(diagram)
+    for problem in problems:
+        assert problem["message"].strip(), problem
+        assert problem["file"] or problem["element_id"] or "upload" in problem["message"], problem
+
+
+@pytest.mark.django_db
+def test_corpus_summary(capsys):
+    """Count imported/refused per corpus folder (the figures in docs/bpmn-support.md)."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for diagram in corpus_diagrams():
+        outcome, _ = import_one(diagram)
+        counts[diagram.relative_to(CORPUS).parts[0], outcome] += 1
+    assert sum(counts.values()) == len(corpus_diagrams())
+    with capsys.disabled():
+        print("\nBPMN corpus:")
+        for folder in sorted({folder for folder, _ in counts}):
+            print(f"  {folder}: {counts[folder, 'imported']} imported, {counts[folder, 'refused']} refused")
