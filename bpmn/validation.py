@@ -33,6 +33,7 @@ ZEEBE_NS = "http://camunda.org/schema/zeebe/1.0"
 NS = {"bpmn": BPMN_NS, "spiffworkflow": SPIFF_NS, "camunda": CAMUNDA_NS}
 
 _CONTAINERS = {"process", "subProcess", "transaction", "adHocSubProcess"}
+_NEEDS_ID = {"process", "task", "callActivity", "sequenceFlow", "transaction"}
 _ISO_TIMER = re.compile(
     r"R\d*/\S+"  # repetition: R3/PT10M, R/2026-01-01T00:00:00Z/P1D
     r"|P[\dTYMWDHS.,]+"  # duration: P2D, PT5M, P1Y2M
@@ -120,6 +121,13 @@ def structure_problems(root: etree._Element, *, file: str) -> list[Problem]:
         else:
             seen[element_id] = element
     for process in root.iterfind("bpmn:process", NS):
+        for element in (process, *(e for c in process.iter(*(f"{{{BPMN_NS}}}{t}" for t in _CONTAINERS)) for e in c)):
+            tag = etree.QName(element).localname if isinstance(element.tag, str) else ""
+            if not element.get("id") and (tag in _NEEDS_ID or tag.endswith(("Task", "Event", "Gateway", "Process"))):
+                problems.append(Problem(
+                    message=f"the <bpmn:{tag}> element has no id; processes, flow nodes and sequence flows need one",
+                    line=element.sourceline or 0, file=file,
+                ))
         if process.get("isExecutable", "true") == "false":
             continue
         for container in process.iter(*(f"{{{BPMN_NS}}}{tag}" for tag in _CONTAINERS)):

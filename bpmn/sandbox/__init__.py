@@ -27,15 +27,22 @@ with ``break``/``continue``/``else``, ``def`` of plain helper functions (no
 decorators), ``return``, ``assert``, ``raise``, and ``try/except/else/finally``
 with named exception types (``Exception``, ``ValueError``, ``KeyError`` ...).
 
-Refused: imports, any name or attribute starting with ``_``, ``exec eval
-compile open getattr setattr delattr type globals locals vars dir
-breakpoint input memoryview object super print isinstance ...``, unlisted
-methods or attributes (``gi_frame``, ``mro`` ...), ``str.format`` and
-``format_map``, computed f-string format specs, ``class``, ``with``,
-``global``/``nonlocal``, ``yield``, ``async``, ``match``, bare ``except:``,
-decorators, assigning attributes, rebinding builtin names, using ``str list
-dict set tuple int`` or size-sensitive methods (``s.replace``, ``s.upper``
-...) as values rather than calling them.
+Refused: imports, any name or attribute starting with ``_``, the names
+``exec eval compile open getattr setattr delattr hasattr globals locals vars
+dir breakpoint memoryview super ...`` in any use, calls to ``type input
+object print isinstance id iter next map filter repr format ...`` (as plain
+names these are just task data, e.g. a field called ``type``), unlisted
+methods or attributes (``gi_frame``, ``f_globals``, ``mro`` ...),
+``str.format`` and ``format_map``, computed f-string format specs,
+``class``, ``with``, ``global``/``nonlocal``, ``yield``, ``async``, ``match``,
+bare ``except:``, decorators, assigning attributes, defining functions with
+builtin names, rebinding ``str list dict set tuple int`` or using them (or
+size-sensitive methods such as ``s.replace``, ``s.upper``) as values rather
+than calling them: write ``key=lambda s: s.lower()``, not ``key=str.lower``.
+Strings built by the code are capped at 10 MB, repeated/concatenated
+sequences at 1M items, ``range`` at 1M items, integers from ``* ** <<`` at
+10k bits, f-string / ``%`` widths at 1000; loop iterations and produced data
+share a work budget (3M units for an expression, 50M for a script).
 
 Errors: ``SandboxViolation`` (refused; ``.problems``), ``SandboxLimitExceeded``
 (a cap, CPU, memory or wall-clock limit), ``ScriptFailed`` (the user's own

@@ -114,24 +114,17 @@ def _parse(source: str, mode: str) -> tuple[ast.AST | None, list[Finding]]:
         return None, [Finding(0, f"the {what} is nested too deeply")]
 
 
-def _parents(tree: ast.AST) -> dict[int, ast.AST]:
-    """Map id(child) -> parent for every node (iterative, so deep trees are fine)."""
-    parents: dict[int, ast.AST] = {}
-    for node in ast.walk(tree):
-        for child in ast.iter_child_nodes(node):
-            parents[id(child)] = node
-    return parents
-
-
 def _check_name(node: ast.Name, parent: ast.AST | None) -> str | None:
     """Return why a name is refused, or None."""
     name = node.id
     if name.startswith("_"):
         return f"'{name}' is not allowed"
     is_called = isinstance(parent, ast.Call) and parent.func is node
+    if is_called and name in policy.FORBIDDEN_CALLS:
+        return f"calls to '{name}' are not allowed"
     if name in policy.FORBIDDEN_NAMES:
-        return f"calls to '{name}' are not allowed" if is_called else f"'{name}' is not allowed"
-    if not isinstance(node.ctx, ast.Load) and name in policy.BUILTIN_NAMES:
+        return f"'{name}' is not allowed"
+    if not isinstance(node.ctx, ast.Load) and name in policy.CONSTRUCTOR_NAMES:
         return f"'{name}' is a built-in name and cannot be assigned"
     if name in policy.CONSTRUCTOR_NAMES and not is_called and not (
             isinstance(parent, ast.Attribute) and parent.value is node):
@@ -181,7 +174,7 @@ def _check_node(node: ast.AST, parent: ast.AST | None, allowed: tuple[type[ast.A
     if isinstance(node, ast.arg) and node.arg.startswith("_"):
         return f"'{node.arg}' is not allowed"
     if isinstance(node, ast.FunctionDef):
-        if node.name.startswith("_") or node.name in policy.BUILTIN_NAMES | policy.FORBIDDEN_NAMES:
+        if node.name.startswith("_") or node.name in policy.BUILTIN_NAMES | policy.FORBIDDEN_CALLS:
             return f"a function cannot be named '{node.name}'"
         if node.decorator_list:
             return "decorators are not allowed"
@@ -204,11 +197,14 @@ def find_problems(source: str, mode: str) -> list[Finding]:
     if tree is None:
         return findings
     allowed = _COMMON_NODES + ((ast.Expression,) if mode == EXPRESSION else _SCRIPT_NODES)
-    parents = _parents(tree)
-    for node in ast.walk(tree):
-        message = _check_node(node, parents.get(id(node)), allowed)
+    stack: list[tuple[ast.AST, ast.AST | None]] = [(tree, None)]
+    while stack:  # depth-first, iterative; a refused construct's insides are not reported
+        node, parent = stack.pop()
+        message = _check_node(node, parent, allowed)
         if message:
             findings.append(Finding(getattr(node, "lineno", 0), message))
+        if not (isinstance(node, (ast.stmt, ast.expr)) and not isinstance(node, allowed)):
+            stack.extend((child, node) for child in ast.iter_child_nodes(node))
     findings.sort(key=lambda f: f.line)
     return findings
 
@@ -286,7 +282,7 @@ class _Rewriter(ast.NodeTransformer):
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
         self.generic_visit(node)
-        node.body.insert(0, _tick(node))
+        node.body.insert(0, _tick(node.body[0]))
         return node
 
     def visit_Lambda(self, node: ast.Lambda) -> ast.AST:

@@ -63,16 +63,20 @@ EXCEPTION_NAMES = frozenset({
 })
 BUILTIN_NAMES = SAFE_FUNCTION_NAMES | SAFE_CLASS_NAMES | EXCEPTION_NAMES
 
-# Names refused outright, with a clear message (they are not reachable anyway:
-# the runtime's __builtins__ holds only BUILTIN_NAMES).
+# Names refused in any use, with a clear message (they are not reachable
+# anyway: the runtime's __builtins__ holds only BUILTIN_NAMES).
 FORBIDDEN_NAMES = frozenset({
     "exec", "eval", "compile", "open", "getattr", "setattr", "delattr", "hasattr",
-    "type", "globals", "locals", "vars", "dir", "breakpoint", "input", "memoryview",
-    "object", "super", "classmethod", "staticmethod", "property", "help", "exit",
-    "quit", "format", "isinstance", "issubclass", "callable", "id", "iter", "next",
-    "print", "map", "filter", "bytearray", "slice", "repr", "ascii", "hash",
-    "aiter", "anext", "copyright", "credits", "license", "BaseException",
+    "globals", "locals", "vars", "dir", "breakpoint", "memoryview", "super",
+    "classmethod", "staticmethod", "bytearray", "aiter", "anext", "BaseException",
     "SystemExit", "KeyboardInterrupt", "GeneratorExit",
+})
+# Builtins that may not be *called*; as plain names they are ordinary task
+# data (a form field called "type", "id" or "input" is common).
+FORBIDDEN_CALLS = FORBIDDEN_NAMES | frozenset({
+    "type", "input", "object", "property", "help", "exit", "quit", "format",
+    "isinstance", "issubclass", "callable", "id", "iter", "next", "print", "map",
+    "filter", "slice", "repr", "ascii", "hash", "copyright", "credits", "license",
 })
 
 # --- methods and attributes -------------------------------------------------

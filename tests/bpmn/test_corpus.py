@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from django.db import transaction
 
 from bpmn.services import BPMN_SUFFIXES, definition_upload
 from core.errors import DiagramRejected
@@ -37,10 +38,11 @@ def upload_set(diagram: Path) -> list[tuple[str, bytes]]:
     folder = diagram.parent
     siblings = [p for p in folder.iterdir() if p.is_file()]
     chosen = [diagram] + [p for p in siblings if p.suffix.lower() in (".dmn", ".json")]
+    own = set(_PROCESS.findall(diagram.read_bytes()))
     defined = {}
     for other in siblings:
         if other != diagram and other.name.lower().endswith(BPMN_SUFFIXES):
-            for pid in _PROCESS.findall(other.read_bytes()):
+            for pid in set(_PROCESS.findall(other.read_bytes())) - own:
                 defined.setdefault(pid, other)
     queue, seen = [diagram], {diagram}
     while queue:
@@ -62,12 +64,18 @@ def upload_set(diagram: Path) -> list[tuple[str, bytes]]:
 
 
 def import_one(diagram: Path) -> tuple[str, list[dict]]:
-    """Upload one diagram; return ("imported", []) or ("refused", problems). Anything else raises."""
-    try:
-        definition_upload(files=upload_set(diagram), uploaded_by=None)
-    except DiagramRejected as exc:
-        return "refused", list(exc.details or [])
-    return "imported", []
+    """Upload one diagram in a rolled-back savepoint, so no import sees another's definitions.
+
+    Returns ("imported", []) or ("refused", problems); anything else raises.
+    """
+    with transaction.atomic():
+        try:
+            definition_upload(files=upload_set(diagram), uploaded_by=None)
+            outcome: tuple[str, list[dict]] = ("imported", [])
+        except DiagramRejected as exc:
+            outcome = ("refused", list(exc.details or []))
+        transaction.set_rollback(True)
+    return outcome
 
 
 def test_corpus_is_present():
