@@ -59,6 +59,12 @@ class Validated:
     problems: list[Problem] = field(default_factory=list)
 
 
+def _at(element: etree._Element, message: str, file: str, element_id: str | None = None) -> Problem:
+    """Build a Problem located at ``element`` (its id unless another is given, and its line)."""
+    element_id = element.get("id", "") if element_id is None else element_id
+    return Problem(message=message, element_id=element_id or "", line=element.sourceline or 0, file=file)
+
+
 def detect_dialect(root: etree._Element) -> str:
     """Name the tool dialect of a diagram: "spiff", "camunda" or "bpmn".
 
@@ -113,21 +119,16 @@ def structure_problems(root: etree._Element, *, file: str) -> list[Problem]:
         if not element_id:
             continue
         if element_id in seen:
-            problems.append(Problem(
-                message=f"the id '{element_id}' is used by more than one element "
-                f"(first on line {seen[element_id].sourceline}); ids must be unique",
-                element_id=element_id, line=element.sourceline or 0, file=file,
-            ))
+            problems.append(_at(element, f"the id '{element_id}' is used by more than one element "
+                                         f"(first on line {seen[element_id].sourceline}); ids must be unique", file))
         else:
             seen[element_id] = element
     for process in root.iterfind("bpmn:process", NS):
         for element in (process, *(e for c in process.iter(*(f"{{{BPMN_NS}}}{t}" for t in _CONTAINERS)) for e in c)):
             tag = etree.QName(element).localname if isinstance(element.tag, str) else ""
             if not element.get("id") and (tag in _NEEDS_ID or tag.endswith(("Task", "Event", "Gateway", "Process"))):
-                problems.append(Problem(
-                    message=f"the <bpmn:{tag}> element has no id; processes, flow nodes and sequence flows need one",
-                    line=element.sourceline or 0, file=file,
-                ))
+                problems.append(_at(element, f"the <bpmn:{tag}> element has no id; processes, flow nodes and "
+                                             "sequence flows need one", file))
         if process.get("isExecutable", "true") == "false":
             continue
         for container in process.iter(*(f"{{{BPMN_NS}}}{tag}" for tag in _CONTAINERS)):
@@ -152,28 +153,18 @@ def _container_problems(container: etree._Element, ids: dict, file: str) -> list
                 why = f"has {attribute} '{ref}', which is not an element of the same process or sub-process"
             else:
                 why = f"has {attribute} '{ref}', which does not exist"
-            problems.append(Problem(
-                message=f"sequence flow {why}", element_id=flow.get("id", ""), line=flow.sourceline or 0, file=file,
-            ))
+            problems.append(_at(flow, f"sequence flow {why}", file))
     for boundary in container.iterfind("bpmn:boundaryEvent", NS):
         ref = boundary.get("attachedToRef")
         if not ref or ref not in nodes:
-            problems.append(Problem(
-                message=f"boundary event is attached to '{ref or ''}', which is not an activity of this process",
-                element_id=boundary.get("id", ""), line=boundary.sourceline or 0, file=file,
-            ))
+            problems.append(_at(boundary, f"boundary event is attached to '{ref or ''}', which is not an "
+                                          "activity of this process", file))
     for node_id, node in nodes.items():
         tag = etree.QName(node).localname
         if tag == "startEvent" and node_id not in sources:
-            problems.append(Problem(
-                message="start event has no outgoing sequence flow, so nothing can follow it",
-                element_id=node_id, line=node.sourceline or 0, file=file,
-            ))
+            problems.append(_at(node, "start event has no outgoing sequence flow, so nothing can follow it", file))
         elif tag == "endEvent" and node_id not in targets:
-            problems.append(Problem(
-                message="end event has no incoming sequence flow, so it can never be reached",
-                element_id=node_id, line=node.sourceline or 0, file=file,
-            ))
+            problems.append(_at(node, "end event has no incoming sequence flow, so it can never be reached", file))
     return problems
 
 
@@ -189,37 +180,29 @@ def camunda_problems(root: etree._Element, *, file: str) -> list[Problem]:
     }
     for element in root.iter(*(f"{{{CAMUNDA_NS}}}{name}" for name in unsupported)):
         owner = _owner(element)
-        problems.append(Problem(
-            message=unsupported[etree.QName(element).localname],
-            element_id=owner.get("id", "") if owner is not None else "", line=element.sourceline or 0, file=file,
-        ))
+        problems.append(_at(element, unsupported[etree.QName(element).localname], file,
+                            owner.get("id", "") if owner is not None else ""))
     for element in root.iter():
         if not isinstance(element.tag, str):
             continue
         for name, value in element.attrib.items():
             if name.startswith(f"{{{CAMUNDA_NS}}}") and ("${" in value or "#{" in value):
-                problems.append(Problem(
-                    message=f"expression language not supported: Baton evaluates a Python subset "
-                    f"(camunda:{etree.QName(name).localname} uses a JUEL expression '{value}')",
-                    element_id=element.get("id", ""), line=element.sourceline or 0, file=file,
-                ))
+                problems.append(_at(element, f"{_LANGUAGE} (camunda:{etree.QName(name).localname} uses a JUEL "
+                                             f"expression '{value}')", file))
     for loop in root.iter(f"{{{BPMN_NS}}}multiInstanceLoopCharacteristics"):
         collection = loop.get(f"{{{CAMUNDA_NS}}}collection")
         if collection and loop.find("bpmn:loopCardinality", NS) is not None:
-            owner = loop.getparent()
-            problems.append(Problem(
-                message="a multi-instance activity needs either camunda:collection or a loop cardinality, not both",
-                element_id=owner.get("id", ""), line=loop.sourceline or 0, file=file,
-            ))
+            problems.append(_at(loop, "a multi-instance activity needs either camunda:collection or a loop "
+                                      "cardinality, not both", file, loop.getparent().get("id", "")))
     return problems
 
 
 def _owner(element: etree._Element) -> etree._Element | None:
-    for ancestor in element.iterancestors():
-        if etree.QName(ancestor).namespace == BPMN_NS and ancestor.get("id") and (
-            etree.QName(ancestor).localname != "extensionElements"
-        ):
-            return ancestor
+    """Return the BPMN/DMN element a problem at ``element`` is about (itself, or its nearest real ancestor)."""
+    for candidate in (element, *element.iterancestors()):
+        qname = etree.QName(candidate)
+        if candidate.get("id") and qname.localname not in _WRAPPERS and qname.namespace not in (SPIFF_NS, CAMUNDA_NS):
+            return candidate
     return None
 
 
@@ -252,10 +235,8 @@ def validate(
         for process in doc.root.iterfind("bpmn:process", NS):
             pid = process.get("id", "")
             if pid in defined:
-                structural.append(Problem(
-                    message=f"the process id '{pid}' is also defined in {defined[pid]}; process ids must be unique",
-                    element_id=pid, line=process.sourceline or 0, file=doc.name,
-                ))
+                structural.append(_at(process, f"the process id '{pid}' is also defined in {defined[pid]}; "
+                                               "process ids must be unique", doc.name))
             defined.setdefault(pid, doc.name)
         problems += camunda_problems(doc.root, file=doc.name)
         problems += expression_problems(doc.root, file=doc.name)
@@ -354,6 +335,7 @@ _WRAPPERS = {
     "formalExpression", "messagePath", "completionCondition", "loopCardinality", "loopCondition", "condition",
     "script", "timeDate", "timeDuration", "timeCycle",
 }
+_LANGUAGE = "expression language not supported: Baton evaluates a Python subset"
 _JUEL = re.compile(r"[$#]\{")
 _FEEL = re.compile(
     r"\.\.|\bthen\b|\bsatisfies\b|\binstance\s+of\b|\bbetween\b|\bdate and time\s*\(|(?<![<>=!])=(?!=)|\breturn\b"
@@ -361,7 +343,6 @@ _FEEL = re.compile(
 _FOREIGN_SCRIPTS = {"groovy", "javascript", "js", "ecmascript", "nashorn", "graal.js", "juel", "feel", "ruby",
                     "jruby", "kotlin", "kts", "java"}
 _FEEL_NAMES = {"true": "True", "false": "False", "null": "None"}
-_LANGUAGE = "expression language not supported: Baton evaluates a Python subset"
 
 
 def expression_problems(root: etree._Element, *, file: str) -> list[Problem]:
@@ -390,7 +371,7 @@ def expression_problems(root: etree._Element, *, file: str) -> list[Problem]:
 def expression_messages(text: str) -> list[str]:
     """Return why an expression is refused ([] when allowed), naming foreign languages plainly."""
     try:
-        tree = ast.parse(text, mode="eval")
+        tree = ast.parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         if _JUEL.search(text):
             return [f"{_LANGUAGE} (this is a JUEL ${{...}} expression)"]
@@ -431,22 +412,12 @@ def _timer_messages(kind: str, text: str | None) -> list[str]:
 
 
 def _site(element: etree._Element, label: str, text: str, messages: list[str], file: str) -> list[Problem]:
-    own = etree.QName(element)
-    owner = element if element.get("id") and own.localname not in _WRAPPERS and own.namespace not in (
-        SPIFF_NS, CAMUNDA_NS) else None
-    for ancestor in element.iterancestors() if owner is None else ():
-        if etree.QName(ancestor).namespace == BPMN_NS and ancestor.get("id") and (
-            etree.QName(ancestor).localname not in _WRAPPERS
-        ):
-            owner = ancestor
-            break
+    """Turn checker messages about one expression site into Problems naming its element."""
+    owner = _owner(element)
     shown = " ".join((text or "").split())
     shown = shown if len(shown) <= 80 else shown[:77] + "..."
-    return [
-        Problem(message=f"{label} '{shown}': {message}" if shown else f"{label}: {message}",
-                element_id=owner.get("id", "") if owner is not None else "", line=element.sourceline or 0, file=file)
-        for message in messages
-    ]
+    return [_at(element, f"{label} '{shown}': {message}" if shown else f"{label}: {message}", file,
+                owner.get("id", "") if owner is not None else "") for message in messages]
 
 
 def _sandbox():

@@ -78,7 +78,8 @@ def _database(url: str | None) -> dict:
     if db["ENGINE"] == "django.db.backends.sqlite3":
         db["OPTIONS"] = {
             "transaction_mode": "IMMEDIATE",
-            "timeout": 20,
+            # busy timeout = the lock timeout: a writer held up longer answers "busy, retry".
+            "timeout": env.int("BATON_LOCK_TIMEOUT_MS", default=3000) / 1000,
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
         db["TEST"] = {"NAME": str(VAR_DIR / "test_baton.sqlite3")}

@@ -1,4 +1,4 @@
-"""Provide the capped helpers and the only builtins sandboxed code can reach.
+"""Count the work of a run and cap the operators, loops, slices and f-strings.
 
 In-process code cannot be interrupted by a signal while C code runs
 (``sum(range(10**12))`` ignores SIGALRM), so the defence is to never start an
@@ -8,7 +8,9 @@ slices ...) checks its result size *before* allocating where it can, and
 charges what it produced to a per-run work ``Budget``. Loop iterations,
 function calls and lambda calls charge one unit each, and every
 ``CLOCK_CHECK_EVERY`` units the budget reads the thread's CPU clock, so a run
-ends within about its CPU limit plus one bounded C operation.
+ends within about its CPU limit plus one bounded C operation. Method calls
+live in ``methods``, builtins in ``constructors``; ``runtime`` assembles the
+builtins table.
 
 Invariant: helpers never expose a private attribute and never call anything
 the checker would refuse; ``LimitHit`` is a ``BaseException`` so user
@@ -16,13 +18,10 @@ the checker would refuse; ``LimitHit`` is a ``BaseException`` so user
 """
 from __future__ import annotations
 
-import builtins
-import datetime as _dt
 import math
 import re
 import threading
 import time
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -197,8 +196,8 @@ def _counted(iterator: Any, budget: Budget) -> Any:
     n = 0
     for item in iterator:
         n += 1
-        if n == 256:
-            budget.charge(256)
+        if n == 64:
+            budget.charge(64)
             n = 0
         yield item
     budget.charge(n)
@@ -221,204 +220,3 @@ def _sb_fmtval(value: Any) -> Any:
 def _sb_fstr(text: str) -> str:
     _check_chars(len(text))
     return _charge_result(text)
-
-
-# --- methods ----------------------------------------------------------------------
-
-def _m_join(obj: Any, name: str, args: tuple, kwargs: dict) -> Any:
-    if not isinstance(obj, _TEXT_TYPES) or len(args) != 1 or kwargs:
-        return obj.join(*args, **kwargs)
-    items = args[0] if isinstance(args[0], (list, tuple)) else _sb_list(args[0])
-    try:
-        total = sum(map(len, items)) + len(obj) * max(len(items) - 1, 0)
-    except TypeError:
-        return obj.join(items)  # raises the natural TypeError
-    _check_chars(total)
-    return _charge_result(obj.join(items))
-
-
-def _m_replace(obj: Any, name: str, args: tuple, kwargs: dict) -> Any:
-    if isinstance(obj, _TEXT_TYPES) and len(args) >= 2:
-        old, new = args[0], args[1]
-        count = args[2] if len(args) > 2 else kwargs.get("count", -1)
-        try:
-            found = obj.count(old) if len(old) else len(obj) + 1
-            if isinstance(count, int) and count >= 0:
-                found = min(found, count)
-            _check_chars(len(obj) + found * (len(new) - len(old)))
-        except TypeError:
-            pass  # the real call below raises the natural error
-    return _charge_result(obj.replace(*args, **kwargs))
-
-
-def _m_width(obj: Any, name: str, args: tuple, kwargs: dict) -> Any:
-    width = args[0] if args else kwargs.get("width")
-    if isinstance(width, int):
-        _check_chars(width)
-    return _charge_result(getattr(obj, name)(*args, **kwargs))
-
-
-def _m_expandtabs(obj: Any, name: str, args: tuple, kwargs: dict) -> Any:
-    tabsize = args[0] if args else kwargs.get("tabsize", 8)
-    if isinstance(obj, _TEXT_TYPES) and isinstance(tabsize, int):
-        tab = "\t" if isinstance(obj, str) else b"\t"
-        _check_chars(len(obj) + obj.count(tab) * max(tabsize, 0))  # type: ignore[arg-type]
-    return _charge_result(obj.expandtabs(*args, **kwargs))
-
-
-def _m_grow(obj: Any, name: str, args: tuple, kwargs: dict) -> Any:
-    if isinstance(obj, (list, dict, set)):
-        args = tuple(a if hasattr(a, "__len__") else _sb_list(a) for a in args)
-        added = sum(len(a) for a in args) + len(kwargs)
-        _check_size(type(obj), len(obj) + added)
-        current_budget().charge(added)
-    return getattr(obj, name)(*args, **kwargs)
-
-
-def _m_dateformat(obj: Any, name: str, args: tuple, kwargs: dict) -> Any:
-    for arg in (*args, *kwargs.values()):
-        if isinstance(arg, str) and len(arg) > policy.MAX_DATE_FORMAT:
-            raise LimitHit(f"date formats longer than {policy.MAX_DATE_FORMAT} characters are not allowed")
-    return getattr(obj, name)(*args, **kwargs)
-
-
-def _m_sort(obj: Any, name: str, args: tuple, kwargs: dict) -> Any:
-    if isinstance(obj, list):
-        current_budget().charge(len(obj))
-    return obj.sort(*args, **kwargs)
-
-
-def _m_charged(obj: Any, name: str, args: tuple, kwargs: dict) -> Any:
-    return _charge_result(getattr(obj, name)(*args, **kwargs))
-
-
-_METHOD_HANDLERS: dict[str, Callable[[Any, str, tuple, dict], Any]] = {
-    **{name: _m_charged for name in policy.CAPPED_METHODS},
-    "join": _m_join, "replace": _m_replace, "center": _m_width, "ljust": _m_width,
-    "rjust": _m_width, "zfill": _m_width, "expandtabs": _m_expandtabs, "extend": _m_grow,
-    "update": _m_grow, "strftime": _m_dateformat, "strptime": _m_dateformat, "sort": _m_sort,
-}
-_EXPOSED_CLASSES = (_dt.datetime, _dt.date, _dt.timedelta, _dt.timezone, Decimal)
-
-
-def _sb_call(obj: Any, name: str, /, *args: Any, **kwargs: Any) -> Any:
-    """Call the whitelisted method ``name`` on ``obj`` through its cap, if any."""
-    if name not in policy.METHODS or name.startswith("_"):
-        raise TypeError(f"calls to method '{name}' are not allowed")
-    if isinstance(obj, type):
-        if name in policy.CLASS_METHODS and obj in _EXPOSED_CLASSES:
-            pass
-        elif name in policy.INSTANCE_METHODS and args and isinstance(args[0], obj):
-            obj, args = args[0], args[1:]  # unbound form: str.lower(x)
-        else:
-            raise TypeError(f"{obj.__name__}.{name}() is not allowed")
-    handler = _METHOD_HANDLERS.get(name)
-    if handler is not None:
-        return handler(obj, name, args, kwargs)
-    return getattr(obj, name)(*args, **kwargs)
-
-
-# --- builtins ---------------------------------------------------------------------
-
-def _sb_list(*args: Any, **kwargs: Any) -> list:
-    return _charge_result(list(*args, **kwargs))
-
-
-def _sb_tuple(*args: Any, **kwargs: Any) -> tuple:
-    return _charge_result(tuple(*args, **kwargs))
-
-
-def _sb_set(*args: Any, **kwargs: Any) -> set:
-    return _charge_result(set(*args, **kwargs))
-
-
-def _sb_dict(*args: Any, **kwargs: Any) -> dict:
-    return _charge_result(dict(*args, **kwargs))
-
-
-def _sb_str(*args: Any, **kwargs: Any) -> str:
-    if args:
-        _check_decimal(args[0])
-    result = str(*args, **kwargs)
-    _check_chars(len(result))
-    return _charge_result(result)
-
-
-def _sb_int(*args: Any, **kwargs: Any) -> int:
-    if args:
-        _check_decimal(args[0])
-    return int(*args, **kwargs)
-
-
-def _charge_len(value: Any) -> None:
-    if isinstance(value, (*_SEQ_TYPES, dict, set, frozenset, range)):
-        current_budget().charge(len(value))
-
-
-def capped_range(*args: Any) -> range:
-    """Build a range of at most MAX_RANGE items (its length is O(1) to compute)."""
-    result = range(*args)
-    try:
-        size = len(result)
-    except OverflowError:
-        size = policy.MAX_RANGE + 1
-    if size > policy.MAX_RANGE:
-        raise LimitHit(f"range() of more than {policy.MAX_RANGE} items is not allowed")
-    return result
-
-
-def capped_sum(iterable: Any, /, start: Any = 0) -> Any:
-    """Sum numbers only (summing lists is quadratic), charging the input's length."""
-    if not isinstance(start, (int, float, Decimal, _dt.timedelta)):
-        raise TypeError("sum() can only add numbers and timedeltas here")
-    _charge_len(iterable)
-    return sum(iterable, start)
-
-
-def capped_min(*args: Any, **kwargs: Any) -> Any:
-    if len(args) == 1:
-        _charge_len(args[0])
-    return min(*args, **kwargs)
-
-
-def capped_max(*args: Any, **kwargs: Any) -> Any:
-    if len(args) == 1:
-        _charge_len(args[0])
-    return max(*args, **kwargs)
-
-
-def capped_sorted(iterable: Any, /, **kwargs: Any) -> list:
-    return _charge_result(sorted(iterable, **kwargs))
-
-
-def capped_pow(base: Any, exp: Any, /) -> Any:
-    return _sb_pow(base, exp)
-
-
-def capped_round(number: Any, ndigits: Any = None) -> Any:
-    _check_decimal(number)
-    if ndigits is None:
-        return round(number)
-    if isinstance(ndigits, int) and abs(ndigits) > policy.MAX_FORMAT_WIDTH:
-        raise LimitHit(f"round() to more than {policy.MAX_FORMAT_WIDTH} digits is not allowed")
-    return round(number, ndigits)
-
-
-HELPERS: dict[str, Any] = {
-    name: obj for name, obj in globals().items()
-    if name.startswith("_sb_") and callable(obj)
-}
-
-SAFE_BUILTINS: dict[str, Any] = {
-    "len": len, "abs": abs, "round": capped_round, "min": capped_min, "max": capped_max,
-    "sum": capped_sum, "sorted": capped_sorted, "range": capped_range, "pow": capped_pow,
-    "divmod": divmod, "enumerate": enumerate, "zip": zip, "any": any, "all": all,
-    "reversed": reversed, "float": float, "bool": bool, "chr": chr, "ord": ord,
-    "bin": bin, "hex": hex, "oct": oct,
-    "str": str, "list": list, "tuple": tuple, "dict": dict, "set": set, "int": int,
-    "datetime": _dt.datetime, "date": _dt.date, "timedelta": _dt.timedelta,
-    "timezone": _dt.timezone, "Decimal": Decimal,
-    **{name: getattr(builtins, name) for name in policy.EXCEPTION_NAMES},
-    **HELPERS,
-}
-assert set(SAFE_BUILTINS) - set(HELPERS) == policy.BUILTIN_NAMES, "policy and runtime disagree"

@@ -6,7 +6,8 @@ names or attributes starting with ``_``, dangerous builtins, unlisted methods,
 operation that can blow up through a capped helper from ``runtime``:
 ``+ * ** << %`` become ``_sb_add`` ..., method calls become
 ``_sb_call(obj, "name", ...)``, constructor calls ``list(x)`` become
-``_sb_list(x)``, slices ``_sb_slice``, f-strings ``_sb_fstr``, and every
+``_sb_list(x)``, slices ``_sb_slice``, f-strings ``_sb_fstr``, ``{*x}``
+``_sb_set([*x])`` (hash tables are built in chunks), and every
 loop iteration, function call and lambda call ticks the work budget. User
 code cannot name the helpers: they start with ``_``.
 
@@ -67,10 +68,11 @@ _NUMBER_IN_SPEC = re.compile(r"\d+")
 
 @dataclass(frozen=True)
 class Finding:
-    """One reason to refuse code: a plain-English message and its line (0 if unknown)."""
+    """One reason to refuse code: a plain-English message, its line and column (0 if unknown)."""
 
     line: int
     message: str
+    column: int = 0
 
 
 @dataclass(frozen=True)
@@ -202,10 +204,10 @@ def find_problems(source: str, mode: str) -> list[Finding]:
         node, parent = stack.pop()
         message = _check_node(node, parent, allowed)
         if message:
-            findings.append(Finding(getattr(node, "lineno", 0), message))
+            findings.append(Finding(getattr(node, "lineno", 0), message, getattr(node, "col_offset", 0)))
         if not (isinstance(node, (ast.stmt, ast.expr)) and not isinstance(node, allowed)):
             stack.extend((child, node) for child in ast.iter_child_nodes(node))
-    findings.sort(key=lambda f: f.line)
+    findings.sort(key=lambda f: (f.line, f.column))
     return findings
 
 
@@ -264,6 +266,13 @@ class _Rewriter(ast.NodeTransformer):
                 value = self.visit(part.value)
                 part.value = _helper("_sb_fmtval", [value], part.value)
         return _helper("_sb_fstr", [node], node)
+
+    def visit_Set(self, node: ast.Set) -> ast.AST:
+        self.generic_visit(node)
+        if any(isinstance(e, ast.Starred) for e in node.elts):  # {*big}: build in chunks
+            items = ast.copy_location(ast.List(elts=node.elts, ctx=ast.Load()), node)
+            return _helper("_sb_set", [items], node)
+        return node
 
     def visit_comprehension(self, node: ast.comprehension) -> ast.AST:
         self.generic_visit(node)

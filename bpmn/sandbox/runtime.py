@@ -2,7 +2,7 @@
 
 ``evaluate_expression`` is the fast path used by gateway conditions and other
 expressions: a cached code object, a fresh globals dict (task data over
-``extra``), ``__builtins__`` limited to ``caps.SAFE_BUILTINS``, and a work
+``extra``), ``__builtins__`` limited to ``SAFE_BUILTINS``, and a work
 budget that bounds loops, produced data and CPU time. ``run_script`` is the
 same for multi-statement scripts; the pool's worker processes call it under
 rlimits, never the web process.
@@ -12,14 +12,45 @@ traceback restricted to the user's own frames.
 """
 from __future__ import annotations
 
+import builtins
+import datetime as _dt
 import traceback
+from decimal import Decimal
 from types import FunctionType, TracebackType
 from typing import Any
 
-from . import caps, checker, policy
+from . import caps, checker, constructors, methods, policy
 from .errors import LimitHit, SandboxLimitExceeded, SandboxViolation, ScriptFailed
 
 _ITERATOR_RESULT_SKIP = (str, bytes, list, tuple, dict, set, frozenset, range)
+
+# The rewritten code's helpers (user code cannot name them: they start with "_").
+HELPERS: dict[str, Any] = {
+    name: obj
+    for module in (caps, constructors, methods)
+    for name, obj in vars(module).items()
+    if name.startswith("_sb_") and callable(obj)
+}
+
+# Everything user code can reach by name besides task data.
+SAFE_BUILTINS: dict[str, Any] = {
+    "len": len, "abs": abs, "divmod": divmod, "enumerate": enumerate, "zip": zip,
+    "any": any, "all": all, "reversed": reversed, "float": float, "bool": bool,
+    "chr": chr, "ord": ord, "bin": bin, "hex": hex, "oct": oct,
+    "round": constructors.capped_round, "min": constructors.capped_min,
+    "max": constructors.capped_max, "sum": constructors.capped_sum,
+    "sorted": constructors.capped_sorted, "range": constructors.capped_range,
+    "pow": constructors.capped_pow,
+    # Types: calls are rewritten to the _sb_* constructors; kept for ``str.lower`` etc.
+    "str": str, "list": list, "tuple": tuple, "dict": dict, "set": set, "int": int,
+    "Decimal": Decimal,
+    "datetime": _dt.datetime, "date": _dt.date, "timedelta": _dt.timedelta,
+    "timezone": _dt.timezone,
+    **{name: getattr(builtins, name) for name in policy.EXCEPTION_NAMES},
+    **HELPERS,
+}
+if set(SAFE_BUILTINS) - set(HELPERS) != policy.BUILTIN_NAMES:  # pragma: no cover
+    raise ImportError("sandbox policy and builtins table disagree")
 
 
 def user_traceback(exc: BaseException, filename: str, source: str) -> tuple[str, int]:
@@ -70,7 +101,7 @@ def _materialise(result: Any) -> Any:
     if isinstance(result, FunctionType):
         raise TypeError("an expression cannot return a function")
     if not isinstance(result, _ITERATOR_RESULT_SKIP) and hasattr(type(result), "__next__"):
-        return caps._sb_list(result)
+        return constructors._sb_list(result)
     return result
 
 
@@ -84,7 +115,7 @@ def evaluate_expression(source: str, context: dict, extra: dict | None = None) -
     code = compiled_or_refuse(source, checker.EXPRESSION).code
     env = dict(extra) if extra else {}
     env.update(context)
-    env["__builtins__"] = caps.SAFE_BUILTINS
+    env["__builtins__"] = SAFE_BUILTINS
     previous = caps.activate(caps.Budget(policy.EXPRESSION_WORK_UNITS, None, "expression"))
     try:
         return _materialise(eval(code, env))  # noqa: S307 - checked, rewritten, restricted builtins
@@ -109,7 +140,7 @@ def run_script(source: str, context: dict, extra: dict | None, cpu_seconds: floa
     env = dict(context)
     if extra:
         env.update(extra)
-    env["__builtins__"] = caps.SAFE_BUILTINS
+    env["__builtins__"] = SAFE_BUILTINS
     previous = caps.activate(caps.Budget(work_units, cpu_seconds, "script"))
     try:
         exec(code, env)  # noqa: S102 - checked, rewritten, restricted builtins

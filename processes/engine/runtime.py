@@ -16,6 +16,7 @@ from SpiffWorkflow.bpmn.specs.mixins.manual_task import ManualTask
 from SpiffWorkflow.bpmn.specs.mixins.user_task import UserTask
 from SpiffWorkflow.util.task import TaskState
 
+from bpmn import sandbox
 from bpmn.parsing import BatonServiceTask
 from core.errors import Conflict, NotFound
 
@@ -83,14 +84,20 @@ def _view(task: Any) -> TaskView:
 
 
 def _original_error(exc: BaseException) -> BaseException:
-    """Follow the cause chain to the exception the user's code actually raised."""
+    """Follow the cause chain to the error to report: the sandbox's verdict or the user's own exception.
+
+    SpiffWorkflow wraps step errors in ``WorkflowTaskException``; the sandbox's
+    own errors (limits, violations, a failed script carrying the script's
+    original error type) are what an operator needs, never their internals.
+    """
     seen = {id(exc)}
-    while True:
+    while not isinstance(exc, sandbox.SandboxError):
         inner = exc.__cause__ or getattr(exc, "exception", None) or exc.__context__
         if inner is None or id(inner) in seen or not isinstance(inner, BaseException):
             return exc
         seen.add(id(inner))
         exc = inner
+    return exc
 
 
 def failure_from(exc: BaseException, workflow: BatonWorkflow) -> StepFailure:

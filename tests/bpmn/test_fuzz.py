@@ -89,11 +89,13 @@ def test_fuzz_has_seed_diagrams():
 @pytest.mark.django_db
 @settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                                    HealthCheck.too_slow])
-@given(seed=st.integers(0, 10**6), mutations=st.lists(MUTATION, min_size=1, max_size=4))
-def test_s7_mutated_diagrams_never_crash(seed, mutations):
+@given(seed=st.integers(0, 10**6), target=st.integers(0, 10), mutations=st.lists(MUTATION, min_size=1, max_size=4))
+def test_s7_mutated_diagrams_never_crash(seed, target, mutations):
     diagram = SEEDS[seed % len(SEEDS)]
     files = upload_set(diagram)
-    files[0] = (files[0][0], mutate(files[0][1], mutations))
+    xml = [i for i, (name, _) in enumerate(files) if not name.endswith(".json")]
+    index = xml[target % len(xml)] if target % 3 == 0 else 0  # mostly the diagram, sometimes a DMN table
+    files[index] = (files[index][0], mutate(files[index][1], mutations))
     with transaction.atomic():
         try:
             definitions = definition_upload(files=files, uploaded_by=None)

@@ -81,23 +81,39 @@ def test_c3_parallel_branches_approve_and_reject_at_once(alice, bob):
         assert not HumanTask.objects.filter(instance=instance, status=HumanTaskStatus.OPEN).exists()
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="lock_timeout is PostgreSQL's; SQLite waits on its busy timeout")
+def _hold_instance_lock(instance_id: int):
+    """Open a second connection that holds the instance row (PostgreSQL) or the write lock (SQLite)."""
+    if connection.vendor == "postgresql":
+        import psycopg
+
+        params = connection.get_connection_params()
+        other = psycopg.connect(**{k: v for k, v in params.items() if k in ("dbname", "user", "host", "port", "password")})
+        other.execute("BEGIN")
+        other.execute("SELECT id FROM processes_processinstance WHERE id = %s FOR UPDATE", [instance_id])
+        return other
+    import sqlite3
+
+    other = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    return other
+
+
 def test_c4_a_held_lock_answers_busy_within_the_lock_timeout(alice, settings):
     import time
-
-    import psycopg
 
     upload(ENGINE / "single_user_task.bpmn")
     instance = services.instance_start(process_key="single_user_task", actor=alice)
     task = instance.human_tasks.get()
-    params = connection.get_connection_params()
-    with psycopg.connect(**{k: v for k, v in params.items() if k in ("dbname", "user", "host", "port", "password")}) as other:
-        other.execute("BEGIN")
-        other.execute("SELECT id FROM processes_processinstance WHERE id = %s FOR UPDATE", [instance.pk])
+    other = _hold_instance_lock(instance.pk)
+    try:
         started = time.monotonic()
         with pytest.raises(Busy):
             services.task_complete(human_task_id=task.pk, actor=alice)
         elapsed = time.monotonic() - started
-        other.execute("ROLLBACK")
+    finally:
+        other.rollback() if connection.vendor == "postgresql" else other.execute("ROLLBACK")
+        other.close()
     assert elapsed < settings.BATON_LOCK_TIMEOUT_MS / 1000 + 1
     services.task_complete(human_task_id=task.pk, actor=alice)
+    task.refresh_from_db()
+    assert task.status == HumanTaskStatus.COMPLETED
