@@ -20,7 +20,7 @@ migrate: $(STAMP)
 run: $(STAMP)
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py seed_demo
-	$(PY) manage.py runserver 127.0.0.1:8000
+	$(PY) manage.py serve 127.0.0.1:8000
 
 ## The whole test suite (DATABASE_URL selects PostgreSQL; default: SQLite file)
 test: $(STAMP)

@@ -125,7 +125,8 @@ def _info(element: etree._Element, lanes: dict, resources: dict) -> dict[str, An
         (d.text or "").strip() for d in element.iterfind("bpmn:documentation", NS) if (d.text or "").strip())
     definition = next((c for c in element if isinstance(c.tag, str)
                        and etree.QName(c).localname.endswith("EventDefinition")), None)
-    info["event"] = etree.QName(definition).localname.removesuffix("EventDefinition") if definition is not None else None
+    if definition is not None:
+        info["event"] = etree.QName(definition).localname.removesuffix("EventDefinition")
     _camunda(element, info)
     _spiff(element, info)
     _owners(element, info, resources)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -220,14 +221,28 @@ def is_business_rule(task_spec: TaskSpec) -> bool:
 
 # --- Upload checks that need the library (additive: used by bpmn.validation) ---
 
+class _NoEvaluation:
+    """Refuse to evaluate or execute anything (the environment of ``_NoEvaluationEngine``)."""
+
+    def evaluate(self, *args, **kwargs):
+        raise RuntimeError("expressions are not evaluated while checking an upload")
+
+    def execute(self, *args, **kwargs):
+        raise RuntimeError("scripts are not run while checking an upload")
+
+
 class _NoEvaluationEngine:
-    """A script engine for dry runs: evaluating anything at all is refused."""
+    """A script engine for dry runs: evaluating anything at all is refused.
+
+    Its ``environment`` refuses too, since the library calls the environment
+    directly for process completion conditions and message correlation.
+    """
 
     def __init__(self) -> None:
         from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 
         self._engine = PythonScriptEngine()
-        self.environment = self._engine.environment
+        self.environment = _NoEvaluation()
 
     def validate(self, expression):
         return self._engine.validate(expression)
@@ -259,6 +274,7 @@ def can_instantiate(parsed: ParsedProcess) -> Problem | None:
 
 
 _SCHEMA: Any = None
+_SCHEMA_LOCK = threading.Lock()  # one validator, whose error_log is per call: keep calls apart
 _BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 
 
@@ -272,25 +288,27 @@ def schema_problems(root: etree._Element, file: str) -> list[Problem]:
     global _SCHEMA
     from SpiffWorkflow.bpmn.parser.BpmnParser import BpmnValidator
 
-    if _SCHEMA is None:
-        _SCHEMA = BpmnValidator()
     doc = root
     if root.xpath(".//bpmn:correlationPropertyRetrievalExpression/bpmn:formalExpression",
                   namespaces={"bpmn": _BPMN_NS}):
         doc = copy.deepcopy(root)
-        _SCHEMA.preprocess(doc)
-    if _SCHEMA.validator.validate(doc):
-        return []
+    with _SCHEMA_LOCK:
+        if _SCHEMA is None:
+            _SCHEMA = BpmnValidator()
+        if doc is not root:
+            _SCHEMA.preprocess(doc)
+        if _SCHEMA.validator.validate(doc):
+            return []
+        errors = [(error.message, error.line) for error in list(_SCHEMA.validator.error_log)[:50]]
     ids_by_line: dict[int, str] = {}
     for element in root.iter():
         if isinstance(element.tag, str) and element.get("id") and element.sourceline:
             ids_by_line.setdefault(element.sourceline, element.get("id"))
     problems = []
-    for error in list(_SCHEMA.validator.error_log)[:50]:
-        message = error.message.replace(f"{{{_BPMN_NS}}}", "bpmn:")
+    for message, line in errors:
         problems.append(Problem(
-            message=f"not valid BPMN 2.0 (XML schema): {message}",
-            element_id=ids_by_line.get(error.line, ""), line=error.line or 0, file=file,
+            message=f"not valid BPMN 2.0 (XML schema): {message.replace(f'{{{_BPMN_NS}}}', 'bpmn:')}",
+            element_id=ids_by_line.get(line, ""), line=line or 0, file=file,
         ))
     return problems
 

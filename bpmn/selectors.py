@@ -1,7 +1,7 @@
 """Read published process definitions."""
 from __future__ import annotations
 
-from django.db.models import Max, OuterRef, QuerySet, Subquery
+from django.db.models import OuterRef, QuerySet, Subquery
 
 from core.errors import NotFound
 
@@ -30,17 +30,6 @@ def definition_get(*, process_key: str, version: int | None = None) -> ProcessDe
     return definition
 
 
-def definition_latest(*, process_keys: list[str]) -> dict[str, ProcessDefinition]:
-    """Return the latest definition of each key that has one (one query)."""
-    latest = (
-        ProcessDefinition.objects.filter(process_key__in=process_keys)
-        .values("process_key").annotate(top=Max("version"))
-    )
-    wanted = {row["process_key"]: row["top"] for row in latest}
-    rows = ProcessDefinition.objects.filter(process_key__in=wanted)
-    return {d.process_key: d for d in rows if wanted[d.process_key] == d.version}
-
-
 def definition_list(*, process_key: str | None = None, latest_only: bool = False) -> QuerySet[ProcessDefinition]:
     """List definitions by key, newest version first; only each key's latest when ``latest_only``."""
     rows = ProcessDefinition.objects.all()
@@ -52,4 +41,4 @@ def definition_list(*, process_key: str | None = None, latest_only: bool = False
     return rows.order_by("process_key", "-version")
 
 
-__all__ = ["definition_get", "definition_latest", "definition_list"]
+__all__ = ["definition_get", "definition_list"]

@@ -56,7 +56,9 @@ class _Plan:
     callees: list[str] = field(default_factory=list)
 
 
-def definition_upload(*, files: list[tuple[str, bytes]], uploaded_by: AbstractBaseUser | None) -> list[ProcessDefinition]:
+def definition_upload(
+    *, files: list[tuple[str, bytes]], uploaded_by: AbstractBaseUser | None,
+) -> list[ProcessDefinition]:
     """Validate an upload and publish one definition version per executable process.
 
     ``files`` may mix ``.bpmn``/``.bpmn20.xml`` diagrams, ``.dmn`` tables and
@@ -94,10 +96,12 @@ def _read(files: list[tuple[str, bytes]]) -> _Upload:
     upload = _Upload()
     seen: set[str] = set()
     for name, data in files:
+        data = data.encode("utf-8") if isinstance(data, str) else bytes(data)
         base = PurePosixPath(name.replace("\\", "/")).name
         lower = base.lower()
-        if base in seen:
-            upload.problems.append(Problem(message=f"two uploaded files are named '{base}'", file=name))
+        if base in seen or len(base) > 255:
+            why = f"two uploaded files are named '{base}'" if base in seen else "the file name is over 255 characters"
+            upload.problems.append(Problem(message=why, file=name[:255]))
             continue
         seen.add(base)
         if lower.endswith(".json"):
@@ -158,11 +162,14 @@ def _library(diagrams: list[_File], own_ids: set[str]) -> tuple[list[validation.
 
 
 def _form_problems(upload: _Upload) -> list[Problem]:
-    """Report forms the executable processes reference but the upload lacks, and invalid form files."""
+    """Report forms the executable processes reference but the upload lacks, invalid forms, overlong keys."""
     problems: list[Problem] = []
     checked: set[str] = set()
     for diagram in upload.diagrams:
         for pid in validation.executable_ids(diagram.root):
+            if len(pid) > 255:
+                problems.append(Problem(message="the process id is over 255 characters", file=diagram.name,
+                                        element_id=pid[:80] + "..."))
             elements = metadata.process_elements(diagram.root, pid)
             for element_id, name, kind in _form_refs(elements):
                 form = upload.json.get(PurePosixPath(name).name)
@@ -241,7 +248,13 @@ def _json_problems(form: _File, *, schema: bool) -> list[Problem]:
 
 
 def _publish(plans: list[_Plan], pins: dict, uploaded_by) -> list[ProcessDefinition]:
-    """Create the rows in one transaction; reuse rows whose content hash already exists."""
+    """Create the rows in one transaction; reuse rows whose content hash already exists.
+
+    The content hash is the base hash (diagram bytes, then attached files
+    sorted by name); a process that calls others hashes that together with
+    each callee's base hash (same upload) or pinned version and hash
+    (published), so a changed callee makes a new caller version that pins it.
+    """
     by_key = {plan.parsed.process_id: plan for plan in plans}
     for plan in plans:
         parts = [plan.base_hash]
@@ -250,7 +263,8 @@ def _publish(plans: list[_Plan], pins: dict, uploaded_by) -> list[ProcessDefinit
                 parts.append(f"{key}:{by_key[key].base_hash}")
             elif key in pins:
                 parts.append(f"{key}:v{pins[key].version}:{pins[key].content_hash}")
-        plan.content_hash = hashlib.sha256("\n".join(parts).encode()).hexdigest()
+        combined = hashlib.sha256("\n".join(parts).encode()).hexdigest()
+        plan.content_hash = plan.base_hash if len(parts) == 1 else combined
     with transaction.atomic():
         chosen: dict[str, ProcessDefinition] = {}
         for plan in plans:

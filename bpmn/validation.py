@@ -7,7 +7,8 @@ The pipeline (``validate``) runs on documents ``bpmn.xmlsafe`` already parsed:
    string literal) and Camunda's ``camunda:collection`` multi-instance becomes
    standard ``loopDataInputRef``/``inputDataItem``;
 2. structural checks (XML schema, duplicate ids, dangling references,
-   unreachable start/end events, Camunda features Baton does not run);
+   unreachable start/end events) and features the engine would silently
+   ignore (Camunda listeners and mappings, compensation and link events);
 3. every expression and script goes through the sandbox checker
     and is refused naming its element;
 4. only when the structure is sound, the library parser runs and its problems
@@ -168,9 +169,14 @@ def _container_problems(container: etree._Element, ids: dict, file: str) -> list
     return problems
 
 
-def camunda_problems(root: etree._Element, *, file: str) -> list[Problem]:
-    """Refuse Camunda features Baton would otherwise silently ignore."""
-    problems = []
+def unsupported_problems(root: etree._Element, *, file: str) -> list[Problem]:
+    """Refuse what the engine would otherwise silently ignore: Camunda Java hooks, compensation, links."""
+    problems = [
+        _at(definition, f"{etree.QName(definition).localname.removesuffix('EventDefinition')} events are not "
+                        "supported by Baton's engine", file, _owner(definition).get("id", ""))
+        for definition in root.iter(f"{{{BPMN_NS}}}compensateEventDefinition", f"{{{BPMN_NS}}}linkEventDefinition")
+        if _owner(definition) is not None
+    ]
     unsupported = {
         "executionListener": "Camunda execution listeners run Java or scripts inside Camunda; Baton does not "
         "run them. Model the step as a script or service task",
@@ -238,7 +244,7 @@ def validate(
                 structural.append(_at(process, f"the process id '{pid}' is also defined in {defined[pid]}; "
                                                "process ids must be unique", doc.name))
             defined.setdefault(pid, doc.name)
-        problems += camunda_problems(doc.root, file=doc.name)
+        problems += unsupported_problems(doc.root, file=doc.name)
         problems += expression_problems(doc.root, file=doc.name)
     for dmn in dmn_documents:
         problems += dmn_problems(dmn.root, file=dmn.name)
@@ -283,14 +289,15 @@ def _explain(problems: list[Problem], documents: list[Document]) -> list[Problem
                 callers.setdefault(element.get("calledElement"), (doc.name, element))
     explained = []
     for problem in problems:
-        message, element_id, line, file = _ELEMENT_REPR.sub(r"<\1>", problem.message), problem.element_id, \
-            problem.line, problem.file
+        message = _ELEMENT_REPR.sub(r"<\1>", problem.message)
+        element_id, line, file = problem.element_id, problem.line, problem.file
         missing = _MISSING_PROCESS.match(message)
         if missing and missing.group(1) in callers:
             file, caller = callers[missing.group(1)]
             element_id, line = caller.get("id"), caller.sourceline or 0
+            hint = message[message.find("Did you mean"):] if "Did you mean" in message else ""
             message = (f"the call activity calls process '{missing.group(1)}', which is neither in this upload nor "
-                       f"published. {message}")
+                       f"published. {hint}").strip()
         element = by_id.get((file, element_id))
         if element is not None and not line:
             line = element.sourceline or 0
@@ -331,7 +338,8 @@ _SCRIPT_SITES = (
 _WRAPPERS = {
     "extensionElements", "conditionExpression", "multiInstanceLoopCharacteristics", "standardLoopCharacteristics",
     "timerEventDefinition", "conditionalEventDefinition", "messageEventDefinition", "signalEventDefinition",
-    "errorEventDefinition", "escalationEventDefinition", "correlationPropertyRetrievalExpression",
+    "errorEventDefinition", "escalationEventDefinition", "compensateEventDefinition", "linkEventDefinition",
+    "correlationPropertyRetrievalExpression",
     "formalExpression", "messagePath", "completionCondition", "loopCardinality", "loopCondition", "condition",
     "script", "timeDate", "timeDuration", "timeCycle",
 }

@@ -64,6 +64,8 @@ def xml_problem(data: bytes, *, file: str, kind: Kind | None = None) -> etree._E
     """
     if kind is None:
         kind = "dmn" if file.lower().endswith(".dmn") else "bpmn"
+    if isinstance(data, str):  # text from a form field: lxml wants the bytes
+        data = data.encode("utf-8")
     max_bytes = settings.BATON_MAX_UPLOAD_BYTES
     if len(data) > max_bytes:
         return Problem(

@@ -135,9 +135,41 @@ BATON_SCRIPT_CPU_SECONDS = env.int("BATON_SCRIPT_CPU_SECONDS", default=2)
 BATON_SCRIPT_WALL_SECONDS = env.float("BATON_SCRIPT_WALL_SECONDS", default=5.0)
 BATON_SCRIPT_MEMORY_BYTES = env.int("BATON_SCRIPT_MEMORY_BYTES", default=512 * 1024 * 1024)
 
+# Jobs: leases, timeouts, retries (per task overridable in the diagram).
+BATON_JOB_LEASE_SECONDS = env.float("BATON_JOB_LEASE_SECONDS", default=120)
+BATON_JOB_TIMEOUT_SECONDS = env.float("BATON_JOB_TIMEOUT_SECONDS", default=30)
+BATON_JOB_MAX_ATTEMPTS = env.int("BATON_JOB_MAX_ATTEMPTS", default=3)
+BATON_JOB_BACKOFF_SECONDS = env.float("BATON_JOB_BACKOFF_SECONDS", default=5)
+BATON_JOB_BACKOFF_MAX_SECONDS = env.float("BATON_JOB_BACKOFF_MAX_SECONDS", default=3600)
+BATON_SWEEP_SECONDS = env.float("BATON_SWEEP_SECONDS", default=5)
+BATON_CONNECTOR_MODULES = env.list("BATON_CONNECTOR_MODULES", default=[])
+BATON_SECRETS: dict[str, str] = {}
+
 # Celery: at-least-once with idempotent effects (see docs/operations.md).
+# Without a broker the embedded in-process worker runs jobs (make run).
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 BATON_EMBEDDED_WORKER = not CELERY_BROKER_URL
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_PUBLISH_RETRY = False
+CELERY_BROKER_CONNECTION_TIMEOUT = 1.0
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Visibility timeout above the longest job (lease); short socket timeouts so a
+# broker outage never holds a web request.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": int(max(3600, BATON_JOB_LEASE_SECONDS * 2)),
+    "socket_connect_timeout": 1,
+    "socket_timeout": 2,
+    "max_retries": 0,
+}
+CELERY_BEAT_SCHEDULE = {
+    "baton-sweep": {"task": "baton.sweep", "schedule": BATON_SWEEP_SECONDS},
+}
 
 LOGGING = {
     "version": 1,

@@ -21,6 +21,7 @@ from django.utils import timezone
 from .audit import AuditEntry, audit_events_build
 from .engine import runtime
 from .engine.serializer import SERIALIZER_VERSION, BatonWorkflow, state_dumps
+from .nudge import nudge_on_commit
 from .models import (
     Activity,
     AuditEvent,
@@ -177,7 +178,7 @@ class CommandRun:
         if not calls:
             return
         default = getattr(settings, "BATON_JOB_MAX_ATTEMPTS", 3)
-        Job.objects.bulk_create([
+        jobs = Job.objects.bulk_create([
             Job(
                 instance=self.instance,
                 kind="service_task",
@@ -191,6 +192,7 @@ class CommandRun:
             )
             for call in calls
         ])
+        nudge_on_commit([job.pk for job in jobs])
 
     def _log_activities(self) -> None:
         diff = runtime.activity_diff(self.workflow, self.before, since=self.since)

@@ -10,6 +10,7 @@ held longer than the lock timeout gives ``Busy`` (409, retry later).
 from __future__ import annotations
 
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any, Iterator
 
 from django.db import OperationalError, transaction
@@ -23,7 +24,8 @@ from .audit import AuditEntry
 from .engine import runtime
 from .engine.serializer import SERIALIZER_VERSION, new_workflow, state_loads
 from .models import HumanTask, HumanTaskStatus, InstanceStatus, ProcessInstance
-from .persistence import CommandRun
+from .nudge import nudge_on_commit
+from .persistence import CommandRun, jsonable
 from .selectors import definition_specs
 
 ACTIVE_STATUSES = (InstanceStatus.RUNNING, InstanceStatus.WAITING, InstanceStatus.INCIDENT)
@@ -209,29 +211,145 @@ def instance_resume(*, instance_id: int, actor: Any) -> ProcessInstance:
 
 
 def incident_retry(*, incident_id: int, actor: Any, data: dict[str, Any] | None = None) -> ProcessInstance:
-    """Re-run the failed step of an open incident, optionally after editing its data."""
-    from .models import Incident, IncidentStatus
+    """Re-run the failed step of an open incident, optionally after editing its data.
 
-    incident = Incident.objects.filter(pk=incident_id).only("instance_id").first()
-    if incident is None:
+    A failed script is put back to READY and re-run now; a failed job is
+    queued for one more attempt (its parameters re-evaluated when data changed).
+    """
+    from .models import Incident, IncidentStatus, JobStatus
+
+    instance_id = Incident.objects.filter(pk=incident_id).values_list("instance_id", flat=True).first()
+    if instance_id is None:
         raise NotFound(f"incident {incident_id} does not exist")
     with _busy_as_conflict(), transaction.atomic():
-        instance = _lock_instance(incident.instance_id)
-        incident = Incident.objects.get(pk=incident_id)
+        instance = _lock_instance(instance_id)
+        incident = Incident.objects.select_related("job").get(pk=incident_id)
         if incident.status != IncidentStatus.OPEN or incident.task_id is None:
             raise Conflict(f"incident {incident_id} is not open", code="incident_not_open")
-        if instance.status != InstanceStatus.INCIDENT:
-            raise Conflict(f"instance {instance.pk} is {instance.status}", code="instance_not_in_incident")
+        _require_active(instance)
         hooks.run_checks(hooks.Command("incident_retry", instance, actor, data=dict(data or {})))
         run = CommandRun.begin(instance, _load(instance), actor=actor)
-        runtime.retry_failed_task(run.workflow, incident.task_id, data)
-        failure = runtime.advance(run.workflow)
-        incident.status = IncidentStatus.RESOLVED
-        incident.resolved_at = run.now
+        failure = None
+        if incident.job is not None:
+            job = incident.job
+            if data:
+                job.params = jsonable(runtime.update_started_task(run.workflow, incident.task_id, data))
+            job.status, job.run_at, job.max_attempts = JobStatus.QUEUED, run.now, job.attempt + 1
+            job.save(update_fields=["status", "run_at", "max_attempts", "params", "updated_at"])
+            nudge_on_commit([job.pk])
+        else:
+            runtime.retry_failed_task(run.workflow, incident.task_id, data)
+            failure = runtime.advance(run.workflow)
+        incident.status, incident.resolved_at = IncidentStatus.RESOLVED, run.now
         incident.save(update_fields=["status", "resolved_at"])
         run.finish(
             [AuditEntry("incident_retry", task_id=incident.task_id, element_id=incident.element_id,
                         payload={"incident": incident.pk, "data": dict(data or {})})],
             failure=failure, resolved_incident=True,
         )
+    return instance
+
+
+def incident_skip(*, incident_id: int, actor: Any, data: dict[str, Any] | None = None) -> ProcessInstance:
+    """Complete the failed step as if it had succeeded with ``data``, then advance."""
+    from .models import Incident, IncidentStatus, JobStatus
+
+    instance_id = Incident.objects.filter(pk=incident_id).values_list("instance_id", flat=True).first()
+    if instance_id is None:
+        raise NotFound(f"incident {incident_id} does not exist")
+    with _busy_as_conflict(), transaction.atomic():
+        instance = _lock_instance(instance_id)
+        incident = Incident.objects.select_related("job").get(pk=incident_id)
+        if incident.status != IncidentStatus.OPEN or incident.task_id is None:
+            raise Conflict(f"incident {incident_id} is not open", code="incident_not_open")
+        _require_active(instance)
+        hooks.run_checks(hooks.Command("incident_skip", instance, actor, data=dict(data or {})))
+        run = CommandRun.begin(instance, _load(instance), actor=actor)
+        runtime.skip_task(run.workflow, incident.task_id, dict(data or {}))
+        failure = runtime.advance(run.workflow)
+        if incident.job is not None:
+            incident.job.status = JobStatus.CANCELLED
+            incident.job.save(update_fields=["status", "updated_at"])
+        incident.status, incident.resolved_at = IncidentStatus.RESOLVED, run.now
+        incident.save(update_fields=["status", "resolved_at"])
+        run.finish(
+            [AuditEntry("incident_skip", task_id=incident.task_id, element_id=incident.element_id,
+                        payload={"incident": incident.pk, "data": dict(data or {})})],
+            failure=failure, resolved_incident=True,
+        )
+    return instance
+
+
+def _lock_job(job_id: int):
+    """Lock a job's instance, then read the job (instance first: one lock order for every command)."""
+    from .models import Job
+
+    instance_id = Job.objects.filter(pk=job_id).values_list("instance_id", flat=True).first()
+    if instance_id is None:
+        raise NotFound(f"job {job_id} does not exist or belongs to no instance")
+    instance = _lock_instance(instance_id)
+    return instance, Job.objects.get(pk=job_id)
+
+
+def _require_attempt(job, attempt: int) -> None:
+    from .models import JobStatus
+
+    if job.status != JobStatus.RUNNING or job.attempt != attempt:
+        raise Conflict(f"job {job.pk} attempt {attempt} is stale (job is {job.status}, attempt {job.attempt})",
+                       code="job_stale")
+
+
+def job_complete(*, job_id: int, attempt: int, result: Any) -> ProcessInstance:
+    """Finish a service task with its connector's result, if this attempt still owns the job."""
+    from .models import JobStatus
+
+    with _busy_as_conflict(), transaction.atomic():
+        instance, job = _lock_job(job_id)
+        _require_attempt(job, attempt)
+        run = CommandRun.begin(instance, _load(instance), actor=None)
+        runtime.complete_service_task(run.workflow, job.task_id, result)
+        failure = runtime.advance(run.workflow)
+        job.status, job.result, job.lease_expires_at = JobStatus.DONE, jsonable(result), None
+        job.save(update_fields=["status", "result", "lease_expires_at", "updated_at"])
+        run.finish(
+            [AuditEntry("job_complete", task_id=job.task_id, element_id=job.element_id,
+                        payload={"job": job.pk, "connector": job.connector, "attempt": attempt})],
+            failure=failure,
+        )
+    return instance
+
+
+def job_fail(
+    *, job_id: int, attempt: int, error_type: str, message: str, traceback_text: str, retry_now: bool = False
+) -> ProcessInstance:
+    """Record a failed attempt: back off and requeue, or open an incident after the last attempt."""
+    from .jobs import backoff_seconds
+    from .models import Incident, JobStatus
+
+    with _busy_as_conflict(), transaction.atomic():
+        instance, job = _lock_job(job_id)
+        _require_attempt(job, attempt)
+        now = timezone.now()
+        job.last_error, job.lease_expires_at = f"{error_type}: {message}", None
+        payload = {"job": job.pk, "connector": job.connector, "attempt": attempt, "error_type": error_type,
+                   "message": message}
+        if attempt < job.max_attempts:
+            delay = 0 if retry_now else backoff_seconds(attempt)
+            job.status, job.run_at = JobStatus.QUEUED, now + timedelta(seconds=delay)
+            job.save(update_fields=["status", "run_at", "last_error", "lease_expires_at", "updated_at"])
+            entry = AuditEntry("job_retry_scheduled", task_id=job.task_id, element_id=job.element_id,
+                               payload={**payload, "run_at": job.run_at.isoformat()})
+            CommandRun.status_only(instance, None, entry, instance.status)
+            nudge_on_commit([job.pk]) if retry_now else None
+            return instance
+        job.status = JobStatus.FAILED
+        job.save(update_fields=["status", "last_error", "lease_expires_at", "updated_at"])
+        incident = Incident.objects.create(
+            instance=instance, job=job, task_id=job.task_id, element_id=job.element_id,
+            error_type=error_type[:255], message=message, traceback=traceback_text,
+        )
+        entry = AuditEntry("incident_open", task_id=job.task_id, element_id=job.element_id,
+                           payload={**payload, "incident": incident.pk})
+        status = InstanceStatus.SUSPENDED if instance.status == InstanceStatus.SUSPENDED else InstanceStatus.INCIDENT
+        CommandRun.status_only(instance, None, entry, status)
     return instance

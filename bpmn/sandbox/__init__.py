@@ -36,18 +36,28 @@ methods or attributes (``gi_frame``, ``f_globals``, ``mro`` ...),
 ``str.format`` and ``format_map``, computed f-string format specs,
 ``class``, ``with``, ``global``/``nonlocal``, ``yield``, ``async``, ``match``,
 bare ``except:``, decorators, assigning attributes, defining functions with
-builtin names, rebinding ``str list dict set tuple int`` or using them (or
-size-sensitive methods such as ``s.replace``, ``s.upper``) as values rather
-than calling them: write ``key=lambda s: s.lower()``, not ``key=str.lower``.
+builtin names, rebinding ``str list dict set tuple int Decimal`` or using
+them (or size-sensitive methods such as ``s.replace``, ``s.upper``,
+``l.append``) as values rather than calling them: write
+``key=lambda s: s.lower()``, not ``key=str.lower``.
+
+Limits
+------
 Strings built by the code are capped at 10 MB, repeated/concatenated
 sequences at 1M items, ``range`` at 1M items, integers from ``* ** <<`` at
-10k bits, f-string / ``%`` widths at 1000; loop iterations and produced data
-share a work budget (3M units for an expression, 50M for a script).
+10k bits, f-string / ``%`` widths at 1000, ``Decimal(...)`` at 1000 digits;
+loop iterations, calls and produced or retained data share a work budget
+(3M units for an expression, 50M for a script), and the run stops after
+BATON_SCRIPT_CPU_SECONDS of CPU time (read on the running thread's clock).
+Scripts also run in a worker process under RLIMIT_AS
+(BATON_SCRIPT_MEMORY_BYTES), RLIMIT_CPU and a wall-clock kill
+(BATON_SCRIPT_WALL_SECONDS); the pool has BATON_SCRIPT_POOL_SIZE workers,
+each recycled after BATON_SCRIPT_WORKER_MAX_CALLS scripts.
 
 Errors: ``SandboxViolation`` (refused; ``.problems``), ``SandboxLimitExceeded``
 (a cap, CPU, memory or wall-clock limit), ``ScriptFailed`` (the user's own
-exception: ``.error_type``, ``.message``, ``.traceback_text``), all
-``SandboxError``.
+exception: ``.error_type``, ``.message``, ``.traceback_text``, ``.line``, and
+``.original`` for in-process expressions), all ``SandboxError``.
 """
 from __future__ import annotations
 

@@ -7,8 +7,10 @@ operation that can blow up through a capped helper from ``runtime``:
 ``+ * ** << %`` become ``_sb_add`` ..., method calls become
 ``_sb_call(obj, "name", ...)``, constructor calls ``list(x)`` become
 ``_sb_list(x)``, slices ``_sb_slice``, f-strings ``_sb_fstr``, ``{*x}``
-``_sb_set([*x])`` (hash tables are built in chunks), and every
-loop iteration, function call and lambda call ticks the work budget. User
+``_sb_set([*x])`` (hash tables are built in chunks), values C code may
+retain (comprehension elements, lambda results, ``*x`` unpacking) are charged
+by size through ``_sb_keep`` / ``_sb_ret`` / ``_sb_star``, and every
+loop iteration and function call ticks the work budget. User
 code cannot name the helpers: they start with ``_``.
 
 Both steps are pure and cached by source text, so a condition evaluated a
@@ -211,7 +213,8 @@ def find_problems(source: str, mode: str) -> list[Finding]:
     return findings
 
 
-def _helper(name: str, args: list[ast.expr], like: ast.AST, keywords: list[ast.keyword] | None = None) -> ast.Call:
+def _helper(name: str, args: list[ast.expr], like: ast.AST,
+            keywords: list[ast.keyword] | None = None) -> ast.Call:
     """Build ``name(*args)`` located at ``like``."""
     call = ast.Call(func=ast.Name(id=name, ctx=ast.Load()), args=args, keywords=keywords or [])
     return ast.copy_location(call, like)
@@ -226,11 +229,13 @@ class _Rewriter(ast.NodeTransformer):
     """Route capped operations through runtime helpers (run only on checked trees)."""
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        """Route ``+ * ** << %`` through their capped helpers."""
         self.generic_visit(node)
         helper = _CAPPED_OPS.get(type(node.op))
         return _helper(helper, [node.left, node.right], node) if helper else node
 
     def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
+        """Rewrite ``x op= y`` as ``x = helper(x, y)`` for the capped operators."""
         self.generic_visit(node)
         helper = _CAPPED_OPS.get(type(node.op))
         if helper is None:
@@ -241,6 +246,7 @@ class _Rewriter(ast.NodeTransformer):
         return ast.copy_location(ast.Assign(targets=[node.target], value=value), node)
 
     def visit_Call(self, node: ast.Call) -> ast.AST:
+        """Route method calls through ``_sb_call`` and constructor calls to ``_sb_<name>``."""
         self.generic_visit(node)
         func = node.func
         if isinstance(func, ast.Attribute):
@@ -251,6 +257,7 @@ class _Rewriter(ast.NodeTransformer):
         return node
 
     def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
+        """Route slicing (a copy) through ``_sb_slice``."""
         self.generic_visit(node)
         if isinstance(node.slice, ast.Slice) and isinstance(node.ctx, ast.Load):
             s = node.slice
@@ -261,6 +268,7 @@ class _Rewriter(ast.NodeTransformer):
 
     def visit_JoinedStr(self, node: ast.JoinedStr) -> ast.AST:
         # Not generic_visit: a format spec is itself a JoinedStr that must stay one.
+        """Check formatted values and cap the finished f-string."""
         for part in node.values:
             if isinstance(part, ast.FormattedValue):
                 value = self.visit(part.value)
@@ -268,6 +276,7 @@ class _Rewriter(ast.NodeTransformer):
         return _helper("_sb_fstr", [node], node)
 
     def visit_Set(self, node: ast.Set) -> ast.AST:
+        """Build ``{*x}`` displays in chunks (hash-collision safe)."""
         self.generic_visit(node)
         if any(isinstance(e, ast.Starred) for e in node.elts):  # {*big}: build in chunks
             items = ast.copy_location(ast.List(elts=node.elts, ctx=ast.Load()), node)
@@ -275,29 +284,62 @@ class _Rewriter(ast.NodeTransformer):
         return node
 
     def visit_comprehension(self, node: ast.comprehension) -> ast.AST:
+        """Charge every item a comprehension's loop takes."""
         self.generic_visit(node)
         node.iter = _helper("_sb_iter", [node.iter], node.iter)
         return node
 
     def visit_For(self, node: ast.For) -> ast.AST:
+        """Charge every item a ``for`` loop takes."""
         self.generic_visit(node)
         node.iter = _helper("_sb_iter", [node.iter], node.iter)
         return node
 
     def visit_While(self, node: ast.While) -> ast.AST:
+        """Charge every ``while`` iteration."""
         self.generic_visit(node)
         node.body.insert(0, _tick(node))
         return node
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        """Charge every call of a user function."""
         self.generic_visit(node)
         node.body.insert(0, _tick(node.body[0]))
         return node
 
     def visit_Lambda(self, node: ast.Lambda) -> ast.AST:
+        """Charge every lambda call and what its result may retain."""
         self.generic_visit(node)
-        tick = _helper("_sb_tick", [], node.body)
-        node.body = ast.copy_location(ast.BoolOp(op=ast.Or(), values=[tick, node.body]), node.body)
+        node.body = _helper("_sb_ret", [node.body], node.body)
+        return node
+
+    def _keep_elements(self, node: ast.AST) -> ast.AST:
+        """Charge comprehension elements by size (C code may retain them)."""
+        self.generic_visit(node)
+        node.elt = _helper("_sb_keep", [node.elt], node.elt)  # type: ignore[attr-defined]
+        return node
+
+    visit_ListComp = visit_SetComp = visit_GeneratorExp = _keep_elements
+
+    def visit_DictComp(self, node: ast.DictComp) -> ast.AST:
+        """Charge dict-comprehension keys and values by size."""
+        self.generic_visit(node)
+        node.key = _helper("_sb_keep", [node.key], node.key)
+        node.value = _helper("_sb_keep", [node.value], node.value)
+        return node
+
+    def visit_Starred(self, node: ast.Starred) -> ast.AST:
+        """Charge ``*x`` unpacking by the number of items."""
+        self.generic_visit(node)
+        if isinstance(node.ctx, ast.Load):
+            node.value = _helper("_sb_star", [node.value], node.value)
+        return node
+
+    def visit_Dict(self, node: ast.Dict) -> ast.AST:
+        """Charge ``**x`` unpacking in dict displays by the number of items."""
+        self.generic_visit(node)
+        node.values = [_helper("_sb_dstar", [v], v) if k is None else v
+                       for k, v in zip(node.keys, node.values)]
         return node
 
 
@@ -317,7 +359,8 @@ def compile_checked(source: str, mode: str) -> Compiled:
         tree = ast.fix_missing_locations(_Rewriter().visit(tree))
         code = compile(tree, filename, mode, dont_inherit=True)
     except SyntaxError as exc:  # e.g. 'return' outside a function
-        return Compiled(None, (Finding(exc.lineno or 0, f"syntax error on line {exc.lineno or 1}: {exc.msg}"),))
+        message = f"syntax error on line {exc.lineno or 1}: {exc.msg}"
+        return Compiled(None, (Finding(exc.lineno or 0, message),))
     except (RecursionError, MemoryError, ValueError):
         return Compiled(None, (Finding(0, "the code is nested too deeply"),))
     return Compiled(code, ())

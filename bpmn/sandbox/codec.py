@@ -37,8 +37,13 @@ class FrameTooLarge(Exception):
 
 
 def _encode(value: Any) -> Any:
+    """Return a JSON-ready form of ``value`` (tagged beyond JSON); raise Unencodable."""
     kind = type(value)
-    if value is None or kind is bool or kind is int or kind is float or kind is str:
+    if value is None or kind is bool or kind is float or kind is str:
+        return value
+    if kind is int:
+        if value.bit_length() > 14_000:  # json cannot write ints beyond 4300 digits
+            raise Unencodable("int with more than 4000 digits")
         return value
     if kind is list:
         return [_encode(item) for item in value]
@@ -79,10 +84,12 @@ _DECODERS: dict[str, Any] = {
 
 
 def _hashable(value: Any) -> Any:
+    """Turn a decoded list back into a tuple when it must be a key or set member."""
     return tuple(value) if isinstance(value, list) else value
 
 
 def _decode_object(obj: dict) -> Any:
+    """Restore a tagged value (``object_hook`` for json.loads)."""
     tag = obj.get("$")
     if tag is None:
         return obj
@@ -105,7 +112,8 @@ def encode_vars(variables: dict) -> dict:
 
 def dumps(message: dict) -> bytes:
     """Serialise one message (already encoded with ``encode_vars`` where needed)."""
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+    text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8", "surrogatepass")  # json.loads(bytes) reads them back
 
 
 def loads(payload: bytes) -> dict:
@@ -125,12 +133,14 @@ class FrameReader:
     """Read frames from one pipe, buffering so a small frame costs one poll and one read."""
 
     def __init__(self, fd: int) -> None:
+        """Watch ``fd`` for input."""
         self.fd = fd
         self.buffer = bytearray()
         self.poller = select.poll()
         self.poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
 
     def _fill(self, deadline: float | None) -> None:
+        """Append what the pipe holds now, waiting until ``deadline`` at most."""
         if deadline is not None:
             timeout_ms = (deadline - time.monotonic()) * 1000
             if timeout_ms <= 0 or not self.poller.poll(max(int(timeout_ms), 1)):

@@ -14,15 +14,18 @@ from decimal import Decimal
 from typing import Any
 
 from . import policy
-from .caps import _SEQ_TYPES, _charge_result, _check_chars, _check_decimal, _sb_pow, current_budget
+from .caps import (_SEQ_TYPES, _charge_result, _check_chars, _check_decimal, _sb_pow, _weighted,
+                   current_budget)
 from .errors import LimitHit
 
 
 def _sb_list(*args: Any, **kwargs: Any) -> list:
+    """Build a list and charge its length."""
     return _charge_result(list(*args, **kwargs))
 
 
 def _sb_tuple(*args: Any, **kwargs: Any) -> tuple:
+    """Build a tuple and charge its length."""
     return _charge_result(tuple(*args, **kwargs))
 
 
@@ -46,6 +49,7 @@ def _hash_build(kind: type, items: list | tuple) -> Any:
 
 
 def _sb_set(*args: Any, **kwargs: Any) -> set:
+    """Build a set, in chunks when large, and charge its size."""
     if len(args) != 1 or kwargs or isinstance(args[0], (set, frozenset)):
         return _charge_result(set(*args, **kwargs))  # set-to-set copies do not rehash
     items = args[0] if isinstance(args[0], (list, tuple)) else list(args[0])
@@ -55,6 +59,7 @@ def _sb_set(*args: Any, **kwargs: Any) -> set:
 
 
 def _sb_dict(*args: Any, **kwargs: Any) -> dict:
+    """Build a dict, in chunks when large, and charge its size."""
     if len(args) == 1 and not isinstance(args[0], dict):  # dict copies clone the table
         source = args[0]
         pairs = list(source.items()) if hasattr(source, "items") else list(source)
@@ -67,6 +72,7 @@ def _sb_dict(*args: Any, **kwargs: Any) -> dict:
 
 
 def _sb_str(*args: Any, **kwargs: Any) -> str:
+    """Convert to str, capping and charging the result."""
     if args:
         _check_decimal(args[0])
     result = str(*args, **kwargs)
@@ -75,6 +81,7 @@ def _sb_str(*args: Any, **kwargs: Any) -> str:
 
 
 def _sb_int(*args: Any, **kwargs: Any) -> int:
+    """Convert to int, refusing Decimals whose expansion would be huge."""
     if args:
         _check_decimal(args[0])
     return int(*args, **kwargs)
@@ -91,6 +98,7 @@ def _sb_Decimal(*args: Any, **kwargs: Any) -> Decimal:  # noqa: N802 - named aft
 
 
 def _charge_len(value: Any) -> None:
+    """Charge the length of a sized input a builtin will walk."""
     if isinstance(value, (*_SEQ_TYPES, dict, set, frozenset, range)):
         current_budget().charge(len(value))
 
@@ -116,29 +124,44 @@ def capped_sum(iterable: Any, /, start: Any = 0) -> Any:
 
 
 def capped_min(*args: Any, **kwargs: Any) -> Any:
+    """min(), charging the length of a single iterable argument."""
     if len(args) == 1:
         _charge_len(args[0])
     return min(*args, **kwargs)
 
 
 def capped_max(*args: Any, **kwargs: Any) -> Any:
+    """max(), charging the length of a single iterable argument."""
     if len(args) == 1:
         _charge_len(args[0])
     return max(*args, **kwargs)
 
 
 def capped_sorted(iterable: Any, /, **kwargs: Any) -> list:
+    """sorted(), charging the length of the result."""
     return _charge_result(sorted(iterable, **kwargs))
 
 
 def capped_pow(base: Any, exp: Any, /) -> Any:
+    """pow() with exactly two arguments, capped like ``**``."""
     return _sb_pow(base, exp)
 
 
 def capped_round(number: Any, ndigits: Any = None) -> Any:
+    """round(), refusing huge Decimals and digit counts beyond MAX_FORMAT_WIDTH."""
     _check_decimal(number)
     if ndigits is None:
         return round(number)
     if isinstance(ndigits, int) and abs(ndigits) > policy.MAX_FORMAT_WIDTH:
         raise LimitHit(f"round() to more than {policy.MAX_FORMAT_WIDTH} digits is not allowed")
     return round(number, ndigits)
+
+
+def capped_zip(*iterables: Any, strict: bool = False) -> Any:
+    """zip() whose tuples are charged by width (``zip(*[big] * 1000)`` builds 1000-tuples)."""
+    return _weighted(zip(*iterables, strict=strict), current_budget(), max(len(iterables), 1))
+
+
+def capped_enumerate(iterable: Any, start: int = 0) -> Any:
+    """enumerate() whose pairs are charged."""
+    return _weighted(enumerate(iterable, start), current_budget(), 2)

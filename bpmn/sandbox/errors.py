@@ -1,4 +1,4 @@
-"""Exceptions raised by the sandbox, as the rest of Baton sees them.
+"""Define the exceptions the sandbox raises, as the rest of Baton sees them.
 
 Every refusal or failure of user code surfaces as a ``SandboxError`` subclass
 so callers can turn it into an upload problem or an incident without knowing

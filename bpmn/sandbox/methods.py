@@ -17,12 +17,13 @@ from decimal import Decimal
 from typing import Any
 
 from . import policy
-from .caps import _TEXT_TYPES, _charge_result, _check_chars, _check_size, current_budget
+from .caps import _TEXT_TYPES, _charge_result, _check_chars, _check_size, _sb_keep, current_budget
 from .constructors import _sb_dict, _sb_list, _sb_set
 from .errors import LimitHit
 
 
 def _m_join(obj: Any, name: str, args: tuple, kwargs: dict) -> Any:
+    """Join after checking the total length (materialising lazy input under charge)."""
     if not isinstance(obj, _TEXT_TYPES) or len(args) != 1 or kwargs:
         return obj.join(*args, **kwargs)
     items = args[0] if isinstance(args[0], (list, tuple)) else _sb_list(args[0])
@@ -35,6 +36,7 @@ def _m_join(obj: Any, name: str, args: tuple, kwargs: dict) -> Any:
 
 
 def _m_replace(obj: Any, name: str, args: tuple, kwargs: dict) -> Any:
+    """Replace after estimating the result length from the number of matches."""
     if isinstance(obj, _TEXT_TYPES) and len(args) >= 2:
         old, new = args[0], args[1]
         count = args[2] if len(args) > 2 else kwargs.get("count", -1)
@@ -49,6 +51,7 @@ def _m_replace(obj: Any, name: str, args: tuple, kwargs: dict) -> Any:
 
 
 def _m_width(obj: Any, name: str, args: tuple, kwargs: dict) -> Any:
+    """Pad (ljust/rjust/center/zfill) only up to the string cap."""
     width = args[0] if args else kwargs.get("width")
     if isinstance(width, int):
         _check_chars(width)
@@ -56,6 +59,7 @@ def _m_width(obj: Any, name: str, args: tuple, kwargs: dict) -> Any:
 
 
 def _m_expandtabs(obj: Any, name: str, args: tuple, kwargs: dict) -> Any:
+    """Expand tabs only if the result stays under the string cap."""
     tabsize = args[0] if args else kwargs.get("tabsize", 8)
     if isinstance(obj, _TEXT_TYPES) and isinstance(tabsize, int):
         tab = "\t" if isinstance(obj, str) else b"\t"
@@ -64,6 +68,7 @@ def _m_expandtabs(obj: Any, name: str, args: tuple, kwargs: dict) -> Any:
 
 
 def _m_grow(obj: Any, name: str, args: tuple, kwargs: dict) -> Any:
+    """Extend/update only up to the item cap, charging what is added."""
     if isinstance(obj, set):
         args = tuple(_sb_set(a) for a in args)
     elif isinstance(obj, dict) and args:
@@ -77,12 +82,14 @@ def _m_grow(obj: Any, name: str, args: tuple, kwargs: dict) -> Any:
 
 
 def _m_setop(obj: Any, name: str, args: tuple, kwargs: dict) -> Any:
+    """Run a set operation with its operands built as sets in chunks."""
     if isinstance(obj, (set, frozenset)):
         args = tuple(a if isinstance(a, (set, frozenset)) else _sb_set(a) for a in args)
     return _charge_result(getattr(obj, name)(*args, **kwargs))
 
 
 def _m_dateformat(obj: Any, name: str, args: tuple, kwargs: dict) -> Any:
+    """Format or parse dates only with short formats and inputs."""
     for arg in (*args, *kwargs.values()):
         if isinstance(arg, str) and len(arg) > policy.MAX_DATE_FORMAT:
             raise LimitHit(f"date formats longer than {policy.MAX_DATE_FORMAT} characters are not allowed")
@@ -90,12 +97,22 @@ def _m_dateformat(obj: Any, name: str, args: tuple, kwargs: dict) -> Any:
 
 
 def _m_sort(obj: Any, name: str, args: tuple, kwargs: dict) -> Any:
+    """Sort in place, charging the length."""
     if isinstance(obj, list):
         current_budget().charge(len(obj))
     return obj.sort(*args, **kwargs)
 
 
+def _m_keep(obj: Any, name: str, args: tuple, kwargs: dict) -> Any:
+    """append/insert/add/setdefault: the container retains the arguments, so charge them."""
+    for arg in args:
+        _sb_keep(arg)
+    current_budget().charge(1)
+    return getattr(obj, name)(*args, **kwargs)
+
+
 def _m_charged(obj: Any, name: str, args: tuple, kwargs: dict) -> Any:
+    """Call a copying method and charge what it produced."""
     return _charge_result(getattr(obj, name)(*args, **kwargs))
 
 
@@ -103,6 +120,7 @@ _METHOD_HANDLERS: dict[str, Callable[[Any, str, tuple, dict], Any]] = {
     **{name: _m_charged for name in policy.CAPPED_METHODS},
     "join": _m_join, "replace": _m_replace, "center": _m_width, "ljust": _m_width,
     "rjust": _m_width, "zfill": _m_width, "expandtabs": _m_expandtabs, "extend": _m_grow,
+    "append": _m_keep, "insert": _m_keep, "add": _m_keep, "setdefault": _m_keep,
     "update": _m_grow, "union": _m_setop, "intersection": _m_setop, "difference": _m_setop,
     "symmetric_difference": _m_setop, "issubset": _m_setop, "issuperset": _m_setop,
     "isdisjoint": _m_setop, "strftime": _m_dateformat, "strptime": _m_dateformat, "sort": _m_sort,

@@ -120,14 +120,16 @@ INSTANCE_METHODS = (STR_METHODS | LIST_METHODS | DICT_METHODS | SET_METHODS
                     | DATE_METHODS | NUMBER_METHODS)
 METHODS = INSTANCE_METHODS | CLASS_METHODS
 
-# Methods whose result must be charged / whose arguments must be checked: they
-# may only be *called*, never taken as a value (``f = s.replace`` is refused).
+# Methods whose result or retained arguments must be charged, or whose
+# arguments must be checked: they may only be *called*, never taken as a value
+# (``f = s.replace`` or ``f = list.append`` is refused).
 CAPPED_METHODS = frozenset({
     "join", "replace", "center", "ljust", "rjust", "zfill", "expandtabs", "extend",
     "update", "split", "rsplit", "splitlines", "copy", "union", "intersection",
     "difference", "symmetric_difference", "strftime", "strptime", "sort",
     "upper", "lower", "title", "capitalize", "casefold", "swapcase", "strip",
     "lstrip", "rstrip", "removeprefix", "removesuffix", "partition", "rpartition",
+    "append", "insert", "add", "setdefault",
 })
 
 # Plain (non-call) attributes.

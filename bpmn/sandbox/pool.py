@@ -3,8 +3,11 @@
 Why processes: a script task may loop or allocate without bound, and only
 the kernel can stop that reliably (RLIMIT_AS, RLIMIT_CPU) or a parent can
 (SIGKILL at the wall-clock limit). Why a warm pool: starting an interpreter
-costs tens of milliseconds; a request to a warm worker costs two pipe
-round-trips plus JSON (about 0.1 ms, see the tests' printed timings).
+costs tens of milliseconds; a request to a warm worker costs one pipe
+round-trip plus JSON (about 0.1 ms, see the tests' printed timings). Why not
+``multiprocessing``: its connections unpickle what the child sends (a
+compromised child could then run code in the web process) and its "spawn"
+start re-imports the caller's ``__main__``.
 
 Invariants:
 - Workers are started with ``subprocess`` (fork+exec of a fresh interpreter,
@@ -51,13 +54,19 @@ def _parent_stubs() -> str:
     return json.dumps([[name, list(sys.modules[name].__path__)] for name in names])
 
 
+def _child_env() -> dict[str, str]:
+    """Return the few variables a worker needs: no secrets from the web process's environment."""
+    keep = ("PATH", "LD_LIBRARY_PATH", "LANG", "LC_ALL", "TZ")
+    return {name: os.environ[name] for name in keep if name in os.environ}
+
+
 class _Worker:
     """One child process and the two pipe ends used to talk to it."""
 
     def __init__(self, memory_bytes: int) -> None:
         cmd = [sys.executable, "-I", "-S", "-c", _BOOT, _parent_stubs(), _PACKAGE, str(memory_bytes)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
-                                     close_fds=True, start_new_session=True)
+                                     close_fds=True, start_new_session=True, cwd="/", env=_child_env())
         self.to_child = self.proc.stdin.fileno()  # type: ignore[union-attr]
         self.reader = codec.FrameReader(self.proc.stdout.fileno())  # type: ignore[union-attr]
         self.calls = 0
@@ -137,6 +146,7 @@ class SandboxPool:
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
         self._retired: list[_Worker] = []
+        self._missing = 0  # slots whose replacement could not be started
         self._started = False
         self._closed = False
 
@@ -146,27 +156,52 @@ class SandboxPool:
             if self._started or self._closed:
                 return
             self._started = True
-            self._idle.extend(_Worker(self.memory_bytes) for _ in range(self.size))
+            for _ in range(self.size):
+                worker = self._spawn_or_none()  # the condition's lock is re-entrant
+                if worker is not None:
+                    self._idle.append(worker)
             self._cond.notify_all()
 
     def _acquire(self) -> _Worker:
+        """Take an idle worker, waiting for one; re-create a slot whose spawn failed earlier."""
         with self._cond:
             while not self._idle:
                 if self._closed:
                     raise SandboxError("the sandbox pool is shut down")
+                if self._missing:
+                    self._missing -= 1
+                    break
                 self._cond.wait()
-            worker = self._idle.pop()
+            else:
+                worker = self._idle.pop()
+                self._busy.add(worker)
+                return worker
+        worker = self._spawn_or_none()
+        if worker is None:
+            raise SandboxError("could not start a sandbox worker process")
+        with self._cond:
             self._busy.add(worker)
-            return worker
+        return worker
+
+    def _spawn_or_none(self) -> _Worker | None:
+        """Start a worker; on failure (fork limits, file descriptors) count the slot as missing."""
+        try:
+            return _Worker(self.memory_bytes)
+        except OSError:
+            with self._cond:
+                self._missing += 1
+                self._cond.notify()
+            return None
 
     def _release(self, worker: _Worker, replace: bool) -> None:
+        """Return a worker to the idle list, or retire/replace it."""
         fresh: _Worker | None = worker
         alive = False
         if replace or worker.calls >= self.max_calls:
             alive = worker.proc.poll() is None
             if alive:
                 worker.retire()
-            fresh = None if self._closed else _Worker(self.memory_bytes)
+            fresh = None if self._closed else self._spawn_or_none()
         with self._cond:
             self._busy.discard(worker)
             self._retired = [w for w in self._retired if w.proc.poll() is None]
@@ -185,7 +220,8 @@ class SandboxPool:
         Raises SandboxLimitExceeded when the worker passes the wall-clock limit
         (it is killed and replaced) or dies, and the worker's own error otherwise.
         """
-        self.start()
+        if not self._started:
+            self.start()
         payload = codec.dumps(request)
         for attempt in (1, 2):
             worker = self._acquire()
@@ -210,6 +246,7 @@ class SandboxPool:
         raise AssertionError("unreachable")
 
     def _receive(self, worker: _Worker, wall_seconds: float, cpu_seconds: float) -> dict:
+        """Wait for the response until the wall-clock deadline; kill the worker on any failure."""
         deadline = time.monotonic() + wall_seconds
         try:
             frame = worker.reader.read(deadline, policy.MAX_RESULT_BYTES + 4096)
@@ -255,6 +292,7 @@ class SandboxPool:
             return [w.proc.pid for w in (*self._idle, *self._busy) if w.proc.poll() is None]
 
     def _forget_after_fork(self) -> None:
+        """Drop this pool's pipe ends in a forked child."""
         for worker in (*self._idle, *self._busy, *self._retired):
             worker.forget_after_fork()
 
@@ -281,12 +319,12 @@ def configure_pool(size: int | None = None, max_calls: int | None = None,
                    memory_bytes: int | None = None) -> SandboxPool:
     """Replace the pool with one of the given shape (settings fill the rest); stop the old one."""
     global _pool
+    new = SandboxPool(
+        size=int(setting("BATON_SCRIPT_POOL_SIZE") if size is None else size),
+        max_calls=int(setting("BATON_SCRIPT_WORKER_MAX_CALLS") if max_calls is None else max_calls),
+        memory_bytes=int(setting("BATON_SCRIPT_MEMORY_BYTES") if memory_bytes is None else memory_bytes))
     with _pool_lock:
-        old, _pool = _pool, SandboxPool(
-            size=int(size if size is not None else setting("BATON_SCRIPT_POOL_SIZE")),
-            max_calls=int(max_calls if max_calls is not None else setting("BATON_SCRIPT_WORKER_MAX_CALLS")),
-            memory_bytes=int(memory_bytes if memory_bytes is not None else setting("BATON_SCRIPT_MEMORY_BYTES")))
-        new = _pool
+        old, _pool = _pool, new
     if old is not None and old.pid == os.getpid():
         old.close()
     return new

@@ -34,8 +34,9 @@ HELPERS: dict[str, Any] = {
 
 # Everything user code can reach by name besides task data.
 SAFE_BUILTINS: dict[str, Any] = {
-    "len": len, "abs": abs, "divmod": divmod, "enumerate": enumerate, "zip": zip,
+    "len": len, "abs": abs, "divmod": divmod,
     "any": any, "all": all, "reversed": reversed, "float": float, "bool": bool,
+    "zip": constructors.capped_zip, "enumerate": constructors.capped_enumerate,
     "chr": chr, "ord": ord, "bin": bin, "hex": hex, "oct": oct,
     "round": constructors.capped_round, "min": constructors.capped_min,
     "max": constructors.capped_max, "sum": constructors.capped_sum,

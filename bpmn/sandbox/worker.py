@@ -24,6 +24,7 @@ from .errors import SandboxLimitExceeded, SandboxViolation, ScriptFailed
 
 
 def _limit(which: int, soft: int, hard: int | None = None) -> None:
+    """Set one rlimit, ignoring platforms or hard limits that refuse it."""
     try:
         resource.setrlimit(which, (soft, soft if hard is None else hard))
     except (ValueError, OSError):

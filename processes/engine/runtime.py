@@ -171,6 +171,24 @@ def retry_failed_task(workflow: BatonWorkflow, task_id: UUID, data: dict[str, An
     task._set_state(TaskState.READY)
 
 
+def update_started_task(workflow: BatonWorkflow, task_id: UUID, data: dict[str, Any]) -> dict:
+    """Edit a waiting service task's data and return its parameters evaluated again."""
+    task = find_task(workflow, task_id)
+    if not task.has_state(TaskState.STARTED) or not isinstance(task.task_spec, BatonServiceTask):
+        raise Conflict(f"task {task.task_spec.bpmn_id} is not a waiting service task")
+    task.data.update(data)
+    return _evaluate_params(workflow, task)
+
+
+def skip_task(workflow: BatonWorkflow, task_id: UUID, data: dict[str, Any]) -> None:
+    """Complete a failed or waiting automated step with ``data`` instead of running it."""
+    task = find_task(workflow, task_id)
+    if not task.has_state(TaskState.ERROR | TaskState.STARTED) or task.task_spec.manual:
+        raise Conflict(f"task {task.task_spec.bpmn_id} is {TaskState.get_name(task.state)}, nothing to skip")
+    task.data.update(data)
+    task.complete()
+
+
 def cancel(workflow: BatonWorkflow) -> None:
     workflow.cancel()
 
@@ -236,12 +254,16 @@ def service_calls_started(workflow: BatonWorkflow, before: dict[UUID, int]) -> l
         spec = task.task_spec
         if not isinstance(spec, BatonServiceTask) or before.get(task.id) == TaskState.STARTED:
             continue
-        params = {
-            name: workflow.script_engine.evaluate(task, param["value"])
-            for name, param in (spec.operation_params or {}).items()
-        }
-        calls.append(ServiceCall(_view(task), spec.operation_name, params, spec.retries))
+        calls.append(ServiceCall(_view(task), spec.operation_name, _evaluate_params(workflow, task), spec.retries))
     return calls
+
+
+def _evaluate_params(workflow: BatonWorkflow, task: Any) -> dict[str, Any]:
+    """Evaluate a service task's parameter expressions (sandboxed) over its data."""
+    return {
+        name: workflow.script_engine.evaluate(task, param["value"])
+        for name, param in (task.task_spec.operation_params or {}).items()
+    }
 
 
 def instance_data(workflow: BatonWorkflow) -> dict[str, Any]:

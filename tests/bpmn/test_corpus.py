@@ -1,14 +1,15 @@
 """Every real diagram of the shared corpus is imported or refused with clear problems (never a crash).
 
 Each ``.bpmn``/``.bpmn20.xml`` file is uploaded with the DMN and JSON files
-of its folder, plus what it needs from next to it: diagrams of the same folder
-defining the processes its call activities call, and DMN files in sub-folders
-(the library's own fixtures keep tables in ``dmn/``) defining decisions it
-uses. The corpus lives outside the repository; ``BATON_CORPUS_DIR`` points
+of its folder, plus what it needs from the same corpus folder: the diagrams
+defining the processes its call activities call (with their folders' files)
+and DMN tables defining decisions it uses (the library's own fixtures keep
+them in ``dmn/``). The corpus lives outside the repository; ``BATON_CORPUS_DIR`` points
 elsewhere. A missing corpus fails the run: it must not pass by skipping.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections import Counter
@@ -33,30 +34,57 @@ def corpus_diagrams() -> list[Path]:
     return sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.name.lower().endswith(BPMN_SUFFIXES))
 
 
+@functools.lru_cache(maxsize=None)
+def _index(top: Path) -> tuple[dict[bytes, list[Path]], dict[bytes, list[Path]]]:
+    """Map process ids to the diagrams and decision ids to the DMN files defining them, under ``top``."""
+    processes: dict[bytes, list[Path]] = {}
+    decisions: dict[bytes, list[Path]] = {}
+    for path in sorted(top.rglob("*")):
+        if path.is_file() and path.name.lower().endswith(BPMN_SUFFIXES):
+            for pid in set(_PROCESS.findall(path.read_bytes())):
+                processes.setdefault(pid, []).append(path)
+        elif path.is_file() and path.suffix.lower() == ".dmn":
+            for did in set(_DECISION.findall(path.read_bytes())):
+                decisions.setdefault(did, []).append(path)
+    return processes, decisions
+
+
+def _nearest(candidates: list[Path], near: Path) -> Path:
+    """Prefer a file in ``near``'s folder, then below it, then anywhere (in sorted order)."""
+    return min(candidates, key=lambda p: (p.parent != near.parent, near.parent not in p.parents, str(p)))
+
+
 def upload_set(diagram: Path) -> list[tuple[str, bytes]]:
-    """Return the diagram, its folder's DMN/JSON files, its same-folder callees and sub-folder DMNs it uses."""
-    folder = diagram.parent
-    siblings = [p for p in folder.iterdir() if p.is_file()]
-    chosen = [diagram] + [p for p in siblings if p.suffix.lower() in (".dmn", ".json")]
+    """Return the diagram with its folder's DMN/JSON files, plus what it needs from the same corpus folder.
+
+    Like spiff-arena, which resolves call activities across all process
+    models, the diagrams defining called processes (and their folders' DMN
+    and JSON files) come along, nearest first, and so do DMN tables defining
+    decisions it uses.
+    """
+    processes, decisions = _index(CORPUS / diagram.relative_to(CORPUS).parts[0])
     own = set(_PROCESS.findall(diagram.read_bytes()))
-    defined = {}
-    for other in siblings:
-        if other != diagram and other.name.lower().endswith(BPMN_SUFFIXES):
-            for pid in set(_PROCESS.findall(other.read_bytes())) - own:
-                defined.setdefault(pid, other)
-    queue, seen = [diagram], {diagram}
+    chosen, queue, seen = [diagram], [diagram], {diagram}
+    folders = {diagram.parent}
     while queue:
         data = queue.pop().read_bytes()
         for called in _CALLED.findall(data):
-            callee = defined.get(called)
-            if callee is not None and callee not in seen:
+            if called in own or called not in processes:
+                continue
+            callee = _nearest(processes[called], diagram)
+            if callee not in seen:
                 seen.add(callee)
+                own |= set(_PROCESS.findall(callee.read_bytes()))
                 chosen.append(callee)
                 queue.append(callee)
-    wanted = {ref for path in seen for ref in _DECISION_REF.findall(path.read_bytes())}
-    for table in sorted(folder.glob("*/**/*.dmn")):
-        if wanted & set(_DECISION.findall(table.read_bytes())):
-            chosen.append(table)
+                folders.add(callee.parent)
+    for folder in sorted(folders):
+        chosen += sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".dmn", ".json"))
+    tables = [path for path in chosen if path.suffix.lower() == ".dmn"]
+    available = {did for path in tables for did in _DECISION.findall(path.read_bytes())}
+    for ref in sorted({ref for path in seen for ref in _DECISION_REF.findall(path.read_bytes())} - available):
+        if ref in decisions:
+            chosen.append(_nearest(decisions[ref], diagram))
     names: dict[str, Path] = {}
     for path in chosen:
         names.setdefault(path.name, path)
@@ -95,6 +123,7 @@ def test_corpus_diagram_is_imported_or_clearly_refused(diagram):
 @pytest.mark.django_db
 def test_corpus_summary(capsys):
     """Count imported/refused per corpus folder (the figures in docs/bpmn-support.md)."""
+    assert corpus_diagrams(), f"the BPMN corpus is missing at {CORPUS}"
     counts: Counter[tuple[str, str]] = Counter()
     for diagram in corpus_diagrams():
         outcome, _ = import_one(diagram)

@@ -1,12 +1,11 @@
 """S7: mutated real diagrams are imported or refused with named problems, never a crash."""
 from __future__ import annotations
 
+import pytest
+from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
-
-import pytest
-from django.db import transaction
 
 from bpmn.services import definition_upload
 from core.errors import DiagramRejected
@@ -91,6 +90,7 @@ def test_fuzz_has_seed_diagrams():
                                                                                    HealthCheck.too_slow])
 @given(seed=st.integers(0, 10**6), target=st.integers(0, 10), mutations=st.lists(MUTATION, min_size=1, max_size=4))
 def test_s7_mutated_diagrams_never_crash(seed, target, mutations):
+    assert SEEDS, f"the corpus is missing at {CORPUS}"
     diagram = SEEDS[seed % len(SEEDS)]
     files = upload_set(diagram)
     xml = [i for i, (name, _) in enumerate(files) if not name.endswith(".json")]

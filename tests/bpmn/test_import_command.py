@@ -78,3 +78,14 @@ def test_exit_code_from_the_command_line(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "Traceback" not in captured.out + captured.err
     assert "[to_nowhere]" in captured.out
+
+
+def test_each_uploads_diagrams_separately(tmp_path):
+    _copy(tmp_path / "mixed", "minimal.bpmn", "broken_structure.bpmn", "callee.bpmn", "caller.bpmn")
+    output, error = _run(tmp_path, "--each")
+    assert error is not None and error.returncode == 1
+    assert "minimal v1 (bpmn)" in output and "loan_application v1 (bpmn)" in output
+    assert output.index("credit_check v1") < output.index("loan_application v1")
+    assert f"REFUSED {tmp_path / 'mixed' / 'broken_structure.bpmn'}" in output
+    output, error = _run(tmp_path)
+    assert error is not None and f"REFUSED {tmp_path / 'mixed'}" in output

@@ -53,7 +53,8 @@ def test_spiff_metadata():
     assert review["instructions"] == "Please review {{total}}."
     pay = elements["pay"]
     assert pay["connector"] == "bank/transfer" and pay["result_variable"] == "payment"
-    assert pay["parameters"] == {"amount": {"value": "total", "type": "int"}, "currency": {"value": "'EUR'", "type": "str"}}
+    assert pay["parameters"] == {
+        "amount": {"value": "total", "type": "int"}, "currency": {"value": "'EUR'", "type": "str"}}
     assert pay["retries"] == 3 and pay["backoff"] == 2
     assert sorted(form_files(elements)) == [("review", "review-schema.json"), ("review", "review-uischema.json")]
 

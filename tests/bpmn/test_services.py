@@ -1,6 +1,7 @@
 """Publishing definitions: versions, content hashes, call pinning, files, signal, selectors."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -31,13 +32,15 @@ def test_upload_publishes_one_version_with_everything():
     assert definition.bpmn_xml == fixture_text("spiff_form.bpmn")
     assert definition.elements["review"]["lane"] == "Finance Team"
     files = {f.name: f.kind for f in definition.files.all()}
-    assert files == {"review-schema.json": DefinitionFile.Kind.FORM, "review-uischema.json": DefinitionFile.Kind.UI_SCHEMA}
+    assert files == {
+        "review-schema.json": DefinitionFile.Kind.FORM, "review-uischema.json": DefinitionFile.Kind.UI_SCHEMA}
     spec, subprocesses = parsing.spec_bundle_loads(definition.spec_bundle)
     assert spec.name == "expense_claim" and subprocesses == {}
 
 
 def test_same_content_is_the_same_version_and_changes_make_a_new_one():
     first = definition_upload(files=fixture_files("minimal.bpmn"), uploaded_by=None)[0]
+    assert first.content_hash == hashlib.sha256(fixture_files("minimal.bpmn")[0][1]).hexdigest()
     again = definition_upload(files=fixture_files("minimal.bpmn"), uploaded_by=None)[0]
     assert again.pk == first.pk and again.version == 1
     changed = fixture_text("minimal.bpmn").replace('name="Approve"', 'name="Approve it"')
@@ -149,3 +152,14 @@ def test_selectors():
         ("credit_check", 1), ("minimal", 2), ("minimal", 1)]
     assert [(d.process_key, d.version) for d in definition_list(latest_only=True)] == [
         ("credit_check", 1), ("minimal", 2)]
+
+
+def test_admin_lists_definitions_read_only(client):
+    admin = get_user_model().objects.create_superuser(username="root", password="pw-123456789", email="r@x.test")
+    definition = definition_upload(files=fixture_files("minimal.bpmn"), uploaded_by=admin)[0]
+    client.force_login(admin)
+    listing = client.get("/admin/bpmn/processdefinition/")
+    assert listing.status_code == 200 and b"minimal" in listing.content
+    page = client.get(f"/admin/bpmn/processdefinition/{definition.pk}/change/")
+    assert page.status_code == 200
+    assert client.get("/admin/bpmn/processdefinition/add/").status_code == 403

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import pytest
-from lxml import etree
-
 from bpmn import parsing, validation
 from bpmn.validation import Document, dmn_built_expression, validate
 from bpmn.xmlsafe import parse_xml
@@ -121,10 +119,11 @@ def test_feel_literals_in_python_syntax_are_refused():
 
 def test_iso_timer_values_are_quoted_before_parsing():
     doc = _doc("camunda_approval.bpmn")
-    texts = {el.get("id"): el.text for el in doc.root.iter() if etree.QName(el).localname.startswith("time")}
-    assert '"P2D"' in [el.text for el in doc.root.iter("{*}timeDuration")]
-    assert '"2026-01-01T00:00:00Z"' in [el.text for el in doc.root.iter("{*}timeDate")]
-    assert texts is not None
+    assert [el.text for el in doc.root.iter("{*}timeDuration")] == ['"P2D"']
+    assert [el.text for el in doc.root.iter("{*}timeDate")] == ['"2026-01-01T00:00:00Z"']
+    result = validate(documents=[doc], dmn_documents=[])
+    spec = result.parsed[0].spec
+    assert spec.task_specs["reminder"].event_definition.expression == '"P2D"'
 
 
 @pytest.mark.parametrize(("kind", "value"), [
@@ -161,6 +160,16 @@ def test_camunda_listeners_and_mappings_are_refused():
     problems = _check("camunda_approval.bpmn", texts={"camunda_approval.bpmn": text}).problems
     _find(problems, "approve", "task listeners")
     _find(problems, "approve", "input/output mappings")
+
+
+def test_compensation_and_link_events_are_refused():
+    text = fixture_text("callee.bpmn").replace(
+        '<bpmn:endEvent id="end">', '<bpmn:endEvent id="end"><bpmn:compensateEventDefinition id="Comp_1" />').replace(
+        '<bpmn:startEvent id="start">', '<bpmn:intermediateThrowEvent id="link"><bpmn:linkEventDefinition '
+        'id="Link_1" name="a" /></bpmn:intermediateThrowEvent><bpmn:startEvent id="start">')
+    problems = _check("callee.bpmn", texts={"callee.bpmn": text}).problems
+    _find(problems, "end", "compensate events are not supported")
+    _find(problems, "link", "link events are not supported")
 
 
 def test_camunda_collection_multi_instance_becomes_standard():

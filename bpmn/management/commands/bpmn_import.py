@@ -1,7 +1,8 @@
 """``python manage.py bpmn_import PATH...``: publish diagrams from files or folders.
 
 Files are grouped by folder, so a folder's DMN tables and JSON forms go with
-its diagrams in one upload; folders are imported callees first when their
+its diagrams in one upload (``--each``: one upload per diagram, still with its
+folder's tables and forms); uploads are ordered callees first when their
 diagrams call each other. Prints each accepted definition as
 ``key vN (dialect)`` and each refusal with every problem as
 ``file:line [element] message``. Exits non-zero if anything was refused and
@@ -32,6 +33,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("paths", nargs="+", help="diagram files or folders (searched recursively)")
         parser.add_argument("--user", default=None, help="username recorded as the uploader")
+        parser.add_argument("--each", action="store_true",
+                            help="upload every diagram on its own (with its folder's DMN and JSON files) instead of "
+                                 "one upload per folder, so one broken diagram does not hold back its neighbours")
 
     def handle(self, *args, **options) -> None:
         uploader = None
@@ -40,39 +44,42 @@ class Command(BaseCommand):
             if uploader is None:
                 raise CommandError(f"no user named '{options['user']}'")
         groups, missing = _groups([Path(p) for p in options["paths"]])
+        if options["each"]:
+            groups = _one_per_diagram(groups)
         for path in missing:
             self.stderr.write(f"{path}: no such file or folder")
         refused = len(missing)
         started = time.time()
-        for folder, files in _callees_first(groups):
-            refused += not self._import(folder, files, uploader, started)
+        for key, files in _callees_first(groups):
+            refused += not self._import(key, files, uploader, started)
         if refused:
             raise CommandError(f"{refused} import(s) refused", returncode=1)
         if not groups:
             raise CommandError("no .bpmn or .bpmn20.xml file found", returncode=1)
 
-    def _import(self, folder: Path, files: list[Path], uploader, started: float) -> bool:
-        """Upload one folder's files; print the outcome; tell whether it was accepted."""
+    def _import(self, label: Path, files: list[Path], uploader, started: float) -> bool:
+        """Upload one group (a folder, or one diagram with ``--each``); print the outcome; tell if accepted."""
         try:
             definitions = definition_upload(files=[(f.name, f.read_bytes()) for f in files], uploaded_by=uploader)
         except DiagramRejected as exc:
-            self.stdout.write(self.style.ERROR(f"REFUSED {folder}"))
+            self.stdout.write(self.style.ERROR(f"REFUSED {label}"))
             for problem in exc.details or []:
                 where = ":".join(str(part) for part in (problem["file"], problem["line"]) if part not in ("", 0))
                 element = f" [{problem['element_id']}]" if problem["element_id"] else ""
-                self.stdout.write(f"  {where or folder}{element} {problem['message']}")
+                self.stdout.write(f"  {where or label}{element} {problem['message']}")
             return False
         except (BatonError, OSError) as exc:
-            self.stdout.write(self.style.ERROR(f"REFUSED {folder}: {exc}"))
+            self.stdout.write(self.style.ERROR(f"REFUSED {label}: {exc}"))
             return False
         except Exception as exc:  # noqa: BLE001 - report, never a traceback
-            self.stdout.write(self.style.ERROR(f"REFUSED {folder}: internal error ({exc.__class__.__name__}: {exc})"))
+            self.stdout.write(self.style.ERROR(f"REFUSED {label}: internal error ({exc.__class__.__name__}: {exc})"))
             return False
+        sources = {f.name: f for f in files}
         for definition in definitions:
             unchanged = " unchanged" if definition.uploaded_at.timestamp() < started else ""
             self.stdout.write(self.style.SUCCESS(
                 f"{definition.process_key} v{definition.version} ({definition.dialect}){unchanged}"
-                f"  <- {folder / definition.source_name}"))
+                f"  <- {sources.get(definition.source_name, label)}"))
         return True
 
 
@@ -94,6 +101,16 @@ def _groups(paths: list[Path]) -> tuple[dict[Path, list[Path]], list[Path]]:
             missing.append(path)
     return {folder: sorted(files) for folder, files in sorted(groups.items())
             if any(f.name.lower().endswith(BPMN_SUFFIXES) for f in files)}, missing
+
+
+def _one_per_diagram(groups: dict[Path, list[Path]]) -> dict[Path, list[Path]]:
+    """Split folder groups into one group per diagram, each with its folder's DMN and JSON files."""
+    split = {}
+    for files in groups.values():
+        extras = [f for f in files if not f.name.lower().endswith(BPMN_SUFFIXES)]
+        for diagram in (f for f in files if f.name.lower().endswith(BPMN_SUFFIXES)):
+            split[diagram] = [diagram, *extras]
+    return split
 
 
 def _callees_first(groups: dict[Path, list[Path]]) -> list[tuple[Path, list[Path]]]:

@@ -10,6 +10,7 @@ import threading
 import time
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -144,10 +145,37 @@ def test_s3_integer_bombs_refused(source: str) -> None:
     "[s.upper() for i in range(10**6)]",
     "(lambda f: f(f, 0))(lambda f, n: n < 60 and (f(f, n + 1) or f(f, n + 1)))",
     "[x in big for x in range(10**6)]",
+    "[bin(2**9999) for i in range(10**6)]",
+    "sorted(range(10**6), key=lambda i: bin(2**9999))",
+    "[l.append(bin(2**9999)) for l in [[]] for i in range(10**6)]",
+    "list(zip(*[big] * 1000))",
+    "[[*s] for i in range(100)]",
+    "[(*big, *big) for i in range(100)]",
+    "[{**d} for d in [{k: 1 for k in range(1000)}] for i in range(10**5)]",
+    # hash collisions: one C call building a set/dict from colliding ints is quadratic
+    "set([i * (2**61 - 1) for i in range(10**6)])",
+    "len({*collide})",
+    "len(dict([(k, 1) for k in collide]))",
+    "len(set().union(collide))",
 ])
-def test_s3_work_bombs_end_within_seconds(source: str) -> None:
-    context = {"big": list(range(10**6)), "s": "x" * 5_000_000}
-    _timed_limit(source, context, within=6.0)
+def test_s3_work_bombs_end_within_seconds(source: str, settings: Any) -> None:
+    settings.BATON_SCRIPT_CPU_SECONDS = 0.5  # the in-process CPU limit comes from settings
+    context = {"big": list(range(10**6)), "s": "x" * 5_000_000,
+               "collide": [i * (2**61 - 1) for i in range(200_000)]}
+    _timed_limit(source, context, within=3.0)
+
+
+@pytest.mark.parametrize("source", [
+    "Decimal('9' * 10**6)",
+    "int(Decimal('1e100000000'))",
+    "round(Decimal('1e100000000'))",
+    "f'{Decimal(\"1e100000000\"):f}'",
+    "'%d' % Decimal('1e100000000')",
+    "datetime.strptime('1' * 2000, '%Y')",
+    "('\\t' * 1000).expandtabs(10**5)",
+])
+def test_s3_decimal_and_date_bombs_refused(source: str) -> None:
+    _timed_limit(source, within=1.0)
 
 
 def test_s3_lambda_recursion_ends_as_recursion_error() -> None:

@@ -274,3 +274,64 @@ def test_no_orphan_workers_after_exit_or_kill(ending: str) -> None:
     assert proc.wait(timeout=20) in (0, -signal.SIGKILL)
     proc.stdout.close()  # type: ignore[union-attr]
     assert _gone(pids, within=5), [(_state(p), p) for p in pids]
+
+
+def test_caps_cannot_be_swallowed_by_try_finally(pool: SandboxPool) -> None:
+    script = textwrap.dedent("""
+        def spin():
+            try:
+                while True:
+                    pass
+            finally:
+                return 1
+        while True:
+            try:
+                spin()
+            finally:
+                continue
+    """)
+    err = _timed(sandbox.SandboxLimitExceeded, script, within=1 + 2, wall_seconds=10, cpu_seconds=1)
+    assert "1 s CPU time limit" in err.message
+
+
+def test_bound_methods_that_retain_or_grow_cannot_be_aliased() -> None:
+    for source in ("f = items.append", "f = list.append", "f = d.setdefault", "f = s.add",
+                   "f = items.extend", "f = ''.join"):
+        assert sandbox.check_script(source), source
+
+
+def test_pool_recovers_when_a_worker_cannot_be_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bpmn.sandbox import pool as pool_module
+
+    real = pool_module._Worker
+    failures = iter([True, True, False])
+
+    def flaky(memory_bytes: int) -> object:
+        if next(failures, False):
+            raise OSError("fork failed")
+        return real(memory_bytes)
+
+    own = SandboxPool(size=2)
+    monkeypatch.setattr(pool_module, "_Worker", flaky)
+    try:
+        own.start()  # both spawns fail: two missing slots, no worker
+        assert own.worker_pids() == []
+        request = {"src": "y = 1", "ctx": {}, "extra": {}, "cpu": 2.0}
+        assert own.run(request, 5.0, 2.0) == {"y": 1}  # a missing slot is re-created on demand
+    finally:
+        own.close()
+
+
+def test_workers_run_under_rlimits_without_the_parents_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BATON_TEST_SECRET", "do-not-leak")
+    own = SandboxPool(size=1, memory_bytes=256 * 1024 * 1024)
+    try:
+        own.run({"src": "y = 1", "ctx": {}, "extra": {}, "cpu": 2.0}, 5.0, 2.0)
+        (pid,) = own.worker_pids()
+        assert b"do-not-leak" not in Path(f"/proc/{pid}/environ").read_bytes()
+        limits = Path(f"/proc/{pid}/limits").read_text()
+        assert any(line.startswith("Max address space") and str(256 * 1024 * 1024) in line
+                   for line in limits.splitlines()), limits
+        assert any(line.startswith("Max core file size") and " 0 " in f" {line} " for line in limits.splitlines())
+    finally:
+        own.close()
