@@ -226,3 +226,55 @@ class Activity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.element_id} {self.state}"
+
+
+class MessageSubscription(models.Model):
+    """A catch event (or receive task) waiting for a message, with its correlation key.
+
+    SpiffWorkflow alone would hand a message to every waiting instance while
+    they have no correlation values yet; Baton computes the key when the wait
+    starts and delivers only to matching subscriptions.
+    """
+
+    instance = models.ForeignKey(ProcessInstance, on_delete=models.CASCADE, related_name="subscriptions")
+    task_id = models.UUIDField()
+    element_id = models.CharField(max_length=255)
+    message_name = models.CharField(max_length=255)
+    correlation_key = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["instance", "task_id"], name="subscription_task_unique")]
+        indexes = [models.Index(fields=["message_name", "correlation_key"], name="subscription_lookup_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.message_name}[{self.correlation_key}] -> {self.instance_id}"
+
+
+class Schedule(models.Model):
+    """A timer start event of a published definition: Baton starts the instances.
+
+    SpiffWorkflow only waits on timers inside an existing instance, so a
+    process that starts on a schedule is Baton's job. Replaced (deactivated)
+    when a newer version of the process is published.
+    """
+
+    class Kind(models.TextChoices):
+        DATE = "date", "Date"
+        DURATION = "duration", "Duration"
+        CYCLE = "cycle", "Cycle"
+
+    definition = models.ForeignKey(ProcessDefinition, on_delete=models.CASCADE, related_name="schedules")
+    element_id = models.CharField(max_length=255)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    expression = models.TextField()
+    next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    remaining = models.IntegerField(null=True, blank=True)  # cycle repetitions left; None = unbounded
+    active = models.BooleanField(default=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["definition", "element_id"], name="schedule_element_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.definition} {self.element_id} next {self.next_run_at}"

@@ -20,6 +20,8 @@ from django.utils import timezone
 
 from .audit import AuditEntry, audit_events_build
 from .engine import runtime
+from .engine import timers as engine_timers
+from .messages import subscriptions_sync
 from .engine.serializer import SERIALIZER_VERSION, BatonWorkflow, state_dumps
 from .nudge import nudge_on_commit
 from .models import (
@@ -90,6 +92,7 @@ class CommandRun:
         failure = failure or call_failure
         self._create_jobs(calls)
         self._log_activities()
+        subscriptions_sync(self)
         if failure is not None:
             incident = Incident.objects.create(
                 instance=instance, task_id=failure.task_id, element_id=failure.element_id,
@@ -108,6 +111,7 @@ class CommandRun:
         instance.serializer_version = SERIALIZER_VERSION
         instance.data = jsonable(runtime.instance_data(self.workflow))
         instance.version += 1
+        instance.next_timer_at = engine_timers.next_due(self.workflow)
         events = audit_events_build(instance=instance, actor=_actor(self.actor), entries=entries, now=self.now)
         instance.save(update_fields=[
             "status", "state", "serializer_version", "data", "version", "ended_at",
