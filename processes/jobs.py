@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -33,9 +34,30 @@ def _setting(name: str, default: float) -> float:
     return float(getattr(settings, name, default))
 
 
-def backoff_seconds(attempt: int) -> float:
+_DURATION = re.compile(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?")
+
+
+def seconds_from(value: Any) -> float | None:
+    """Read a per-task setting given as seconds (``30``) or an ISO-8601 duration (``PT5M``)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = str(value).strip().upper()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    match = _DURATION.fullmatch(text)
+    if not match or text in ("P", "PT"):
+        return None
+    days, hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
+    return days * 86400 + hours * 3600 + minutes * 60 + secs
+
+
+def backoff_seconds(attempt: int, base: float | None = None) -> float:
     """Exponential backoff with full jitter: base * 2^(attempt-1), capped, times U(0.5, 1)."""
-    base = _setting("BATON_JOB_BACKOFF_SECONDS", 5)
+    base = base if base is not None else _setting("BATON_JOB_BACKOFF_SECONDS", 5)
     cap = _setting("BATON_JOB_BACKOFF_MAX_SECONDS", 3600)
     return min(cap, base * 2 ** max(0, attempt - 1)) * random.uniform(0.5, 1.0)
 
@@ -67,7 +89,7 @@ def _call(job: Job) -> Any:
     """Run the job's connector with a timeout; raises whatever the connector raised."""
     registered = connector_get(job.connector)
     params = resolve_secrets(job.params)
-    timeout = _setting("BATON_JOB_TIMEOUT_SECONDS", 30)
+    timeout = job.timeout_seconds or _setting("BATON_JOB_TIMEOUT_SECONDS", 30)
     future = _CALLS.submit(registered.func, params, idempotency_key=job.idempotency_key)
     try:
         return future.result(timeout=timeout)

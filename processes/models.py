@@ -119,6 +119,8 @@ class Job(models.Model):
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
     attempt = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=3)
+    timeout_seconds = models.FloatField(null=True, blank=True)  # None: BATON_JOB_TIMEOUT_SECONDS
+    backoff_seconds = models.FloatField(null=True, blank=True)  # None: BATON_JOB_BACKOFF_SECONDS
     run_at = models.DateTimeField(db_index=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=64, unique=True)

@@ -23,6 +23,7 @@ from .engine import runtime
 from .engine import timers as engine_timers
 from .messages import subscriptions_sync
 from .engine.serializer import SERIALIZER_VERSION, BatonWorkflow, state_dumps
+from .jobs import seconds_from
 from .nudge import nudge_on_commit
 from .models import (
     Activity,
@@ -181,22 +182,27 @@ class CommandRun:
     def _create_jobs(self, calls: list[runtime.ServiceCall]) -> None:
         if not calls:
             return
-        default = getattr(settings, "BATON_JOB_MAX_ATTEMPTS", 3)
-        jobs = Job.objects.bulk_create([
-            Job(
-                instance=self.instance,
-                kind="service_task",
-                task_id=call.task.id,
-                element_id=call.task.element_id,
-                connector=call.connector,
-                params=jsonable(call.params),
-                max_attempts=(call.retries + 1) if call.retries is not None else default,
-                run_at=self.now,
-                idempotency_key=f"{self.instance.pk}:{call.task.id}",
-            )
-            for call in calls
-        ])
+        jobs = Job.objects.bulk_create([self._job(call) for call in calls])
         nudge_on_commit([job.pk for job in jobs])
+
+    def _job(self, call: runtime.ServiceCall) -> Job:
+        """Build a job; retries, timeout and backoff come from the diagram, else from settings."""
+        meta = (self.instance.definition.elements or {}).get(call.task.element_id) or {}
+        retries = call.retries if call.retries is not None else meta.get("retries")
+        retries = retries if isinstance(retries, int) else None
+        return Job(
+            instance=self.instance,
+            kind="service_task",
+            task_id=call.task.id,
+            element_id=call.task.element_id,
+            connector=call.connector,
+            params=jsonable(call.params),
+            max_attempts=retries + 1 if retries is not None else settings.BATON_JOB_MAX_ATTEMPTS,
+            timeout_seconds=seconds_from(meta.get("timeout")),
+            backoff_seconds=seconds_from(meta.get("backoff")),
+            run_at=self.now,
+            idempotency_key=f"{self.instance.pk}:{call.task.id}",
+        )
 
     def _log_activities(self) -> None:
         diff = runtime.activity_diff(self.workflow, self.before, since=self.since)

@@ -334,7 +334,7 @@ def job_fail(
         payload = {"job": job.pk, "connector": job.connector, "attempt": attempt, "error_type": error_type,
                    "message": message}
         if attempt < job.max_attempts:
-            delay = 0 if retry_now else backoff_seconds(attempt)
+            delay = 0 if retry_now else backoff_seconds(attempt, job.backoff_seconds)
             job.status, job.run_at = JobStatus.QUEUED, now + timedelta(seconds=delay)
             job.save(update_fields=["status", "run_at", "last_error", "lease_expires_at", "updated_at"])
             entry = AuditEntry("job_retry_scheduled", task_id=job.task_id, element_id=job.element_id,

@@ -212,3 +212,30 @@ def test_celery_settings_for_at_least_once_delivery():
     assert conf.broker_transport_options["visibility_timeout"] > 120
     assert conf.broker_transport_options["socket_connect_timeout"] <= 2
     assert "baton-sweep" in conf.beat_schedule
+
+
+def test_per_task_retry_timeout_and_backoff_come_from_the_diagram(deploy, alice, tmp_path):
+    from .conftest import upload
+
+    source = (ENGINE / "service_task.bpmn").read_text()
+    camunda = 'xmlns:camunda="http://camunda.org/schema/1.0/bpmn"'
+    text = source.replace('id="service_task"', 'id="service_task_tuned"').replace(
+        "<bpmn:definitions ", f"<bpmn:definitions {camunda} ", 1)
+    props = ('<camunda:properties><camunda:property name="retries" value="5" />'
+             '<camunda:property name="timeout" value="PT2M" />'
+             '<camunda:property name="backoff" value="PT30S" /></camunda:properties>')
+    text = text.replace("<bpmn:extensionElements>", f"<bpmn:extensionElements>{props}", 1)
+    path = tmp_path / "service_task_tuned.bpmn"
+    path.write_text(text)
+    upload(path)
+    instance = services.instance_start(process_key="service_task_tuned", actor=alice, data={"name": "Ed"})
+    job = Job.objects.get(instance=instance)
+    assert (job.max_attempts, job.timeout_seconds, job.backoff_seconds) == (6, 120.0, 30.0)
+
+
+@pytest.mark.parametrize("value, seconds", [
+    (None, None), ("", None), (30, 30.0), ("45", 45.0), ("PT5M", 300.0), ("P1DT1H", 90000.0),
+    ("PT1.5S", 1.5), ("R3/PT5M", None), ("soon", None),
+])
+def test_seconds_from_reads_numbers_and_iso_durations(value, seconds):
+    assert jobs.seconds_from(value) == seconds
