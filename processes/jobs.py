@@ -104,7 +104,9 @@ def job_execute(*, job_id: int) -> str:
     job = job_claim(job_id=job_id)
     if job is None:
         return "skipped"
-    log.info("job %s %s attempt %s for instance %s", job.pk, job.connector, job.attempt, job.instance_id)
+    log.info("job %s %s attempt %s for instance %s", job.pk, job.connector, job.attempt, job.instance_id,
+             extra={"job_id": job.pk, "instance_id": job.instance_id, "task_id": job.task_id,
+                    "element_id": job.element_id, "attempt": job.attempt})
     try:
         result = _call(job)
     except Exception as exc:  # noqa: BLE001 - every connector error is recorded on the job

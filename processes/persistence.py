@@ -9,6 +9,7 @@ Incident INSERT and one AuditEvent INSERT - each only when needed.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,6 +38,8 @@ from .models import (
     ProcessInstance,
 )
 from .selectors import definition_forms
+
+log = logging.getLogger("baton.instances")
 
 
 def jsonable(value: Any) -> Any:
@@ -119,6 +122,9 @@ class CommandRun:
             "next_timer_at", "audit_seq", "audit_head", "updated_at",
         ])
         AuditEvent.objects.bulk_create(events)
+        log.info("%s on instance %s -> %s", entries[0].command if entries else "command", instance.pk, instance.status,
+                 extra={"instance_id": instance.pk, "command": entries[0].command if entries else "",
+                        "status": instance.status})
 
     @staticmethod
     def status_only(instance: ProcessInstance, actor: Any, entry: AuditEntry, status: str) -> None:
