@@ -210,13 +210,14 @@ def instance_resume(*, instance_id: int, actor: Any) -> ProcessInstance:
     )
 
 
-def incident_retry(*, incident_id: int, actor: Any, data: dict[str, Any] | None = None) -> ProcessInstance:
-    """Re-run the failed step of an open incident, optionally after editing its data.
+@contextmanager
+def _incident_command(incident_id: int, actor: Any, command: str, data: dict[str, Any]) -> Iterator[tuple]:
+    """Lock an open incident's instance and load it; resolve the incident and write it all on exit.
 
-    A failed script is put back to READY and re-run now; a failed job is
-    queued for one more attempt (its parameters re-evaluated when data changed).
+    Yields ``(incident, run, outcome)``: the caller applies its step and may put
+    a ``StepFailure`` in ``outcome["failure"]``.
     """
-    from .models import Incident, IncidentStatus, JobStatus
+    from .models import Incident, IncidentStatus
 
     instance_id = Incident.objects.filter(pk=incident_id).values_list("instance_id", flat=True).first()
     if instance_id is None:
@@ -227,9 +228,28 @@ def incident_retry(*, incident_id: int, actor: Any, data: dict[str, Any] | None 
         if incident.status != IncidentStatus.OPEN or incident.task_id is None:
             raise Conflict(f"incident {incident_id} is not open", code="incident_not_open")
         _require_active(instance)
-        hooks.run_checks(hooks.Command("incident_retry", instance, actor, data=dict(data or {})))
+        hooks.run_checks(hooks.Command(command, instance, actor, data=data))
         run = CommandRun.begin(instance, _load(instance), actor=actor)
-        failure = None
+        outcome: dict[str, Any] = {"failure": None}
+        yield incident, run, outcome
+        incident.status, incident.resolved_at = IncidentStatus.RESOLVED, run.now
+        incident.save(update_fields=["status", "resolved_at"])
+        run.finish(
+            [AuditEntry(command, task_id=incident.task_id, element_id=incident.element_id,
+                        payload={"incident": incident.pk, "data": data})],
+            failure=outcome["failure"], resolved_incident=True,
+        )
+
+
+def incident_retry(*, incident_id: int, actor: Any, data: dict[str, Any] | None = None) -> ProcessInstance:
+    """Re-run the failed step of an open incident, optionally after editing its data.
+
+    A failed script is put back to READY and re-run now; a failed job is
+    queued for one more attempt (its parameters re-evaluated when data changed).
+    """
+    from .models import JobStatus
+
+    with _incident_command(incident_id, actor, "incident_retry", dict(data or {})) as (incident, run, outcome):
         if incident.job is not None:
             job = incident.job
             if data:
@@ -239,45 +259,21 @@ def incident_retry(*, incident_id: int, actor: Any, data: dict[str, Any] | None 
             nudge_on_commit([job.pk])
         else:
             runtime.retry_failed_task(run.workflow, incident.task_id, data)
-            failure = runtime.advance(run.workflow)
-        incident.status, incident.resolved_at = IncidentStatus.RESOLVED, run.now
-        incident.save(update_fields=["status", "resolved_at"])
-        run.finish(
-            [AuditEntry("incident_retry", task_id=incident.task_id, element_id=incident.element_id,
-                        payload={"incident": incident.pk, "data": dict(data or {})})],
-            failure=failure, resolved_incident=True,
-        )
-    return instance
+            outcome["failure"] = runtime.advance(run.workflow)
+    return run.instance
 
 
 def incident_skip(*, incident_id: int, actor: Any, data: dict[str, Any] | None = None) -> ProcessInstance:
     """Complete the failed step as if it had succeeded with ``data``, then advance."""
-    from .models import Incident, IncidentStatus, JobStatus
+    from .models import JobStatus
 
-    instance_id = Incident.objects.filter(pk=incident_id).values_list("instance_id", flat=True).first()
-    if instance_id is None:
-        raise NotFound(f"incident {incident_id} does not exist")
-    with _busy_as_conflict(), transaction.atomic():
-        instance = _lock_instance(instance_id)
-        incident = Incident.objects.select_related("job").get(pk=incident_id)
-        if incident.status != IncidentStatus.OPEN or incident.task_id is None:
-            raise Conflict(f"incident {incident_id} is not open", code="incident_not_open")
-        _require_active(instance)
-        hooks.run_checks(hooks.Command("incident_skip", instance, actor, data=dict(data or {})))
-        run = CommandRun.begin(instance, _load(instance), actor=actor)
+    with _incident_command(incident_id, actor, "incident_skip", dict(data or {})) as (incident, run, outcome):
         runtime.skip_task(run.workflow, incident.task_id, dict(data or {}))
-        failure = runtime.advance(run.workflow)
+        outcome["failure"] = runtime.advance(run.workflow)
         if incident.job is not None:
             incident.job.status = JobStatus.CANCELLED
             incident.job.save(update_fields=["status", "updated_at"])
-        incident.status, incident.resolved_at = IncidentStatus.RESOLVED, run.now
-        incident.save(update_fields=["status", "resolved_at"])
-        run.finish(
-            [AuditEntry("incident_skip", task_id=incident.task_id, element_id=incident.element_id,
-                        payload={"incident": incident.pk, "data": dict(data or {})})],
-            failure=failure, resolved_incident=True,
-        )
-    return instance
+    return run.instance
 
 
 def _lock_job(job_id: int):
