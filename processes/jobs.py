@@ -28,6 +28,7 @@ from .connectors import connector_get, resolve_secrets
 from .models import InstanceStatus, Job, JobStatus
 
 log = logging.getLogger("baton.jobs")
+EVENT_JOB_KINDS = ("message", "signal")  # thrown between instances: processes.messages runs them
 
 
 def _setting(name: str, default: float) -> float:
@@ -104,6 +105,10 @@ def job_execute(*, job_id: int) -> str:
     job = job_claim(job_id=job_id)
     if job is None:
         return "skipped"
+    if job.kind in EVENT_JOB_KINDS:  # a thrown message or signal: delivered, not a connector call
+        from .messages import event_job_run
+
+        return event_job_run(job=job)
     log.info("job %s %s attempt %s for instance %s", job.pk, job.connector, job.attempt, job.instance_id,
              extra={"job_id": job.pk, "instance_id": job.instance_id, "task_id": job.task_id,
                     "element_id": job.element_id, "attempt": job.attempt})
@@ -122,12 +127,15 @@ def job_execute(*, job_id: int) -> str:
 def jobs_recover_expired(*, now: datetime | None = None) -> list[int]:
     """Requeue running jobs whose lease expired (their worker died); return their ids."""
     from . import services
+    from .messages import event_job_fail
 
     now = now or timezone.now()
-    expired = list(Job.objects.filter(status=JobStatus.RUNNING, lease_expires_at__lt=now).values_list("pk", "attempt"))
-    for job_id, attempt in expired:
-        services.job_fail(
+    expired = list(Job.objects.filter(status=JobStatus.RUNNING, lease_expires_at__lt=now).values_list(
+        "pk", "attempt", "kind"))
+    for job_id, attempt, kind in expired:
+        fail = event_job_fail if kind in EVENT_JOB_KINDS else services.job_fail
+        fail(
             job_id=job_id, attempt=attempt, error_type="LeaseExpired",
             message="the worker running this job stopped before reporting back", traceback_text="", retry_now=True,
         )
-    return [job_id for job_id, _ in expired]
+    return [job_id for job_id, _, _ in expired]

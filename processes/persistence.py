@@ -3,8 +3,9 @@
 ``CommandRun`` is created after the instance row is locked and the workflow
 loaded; ``finish`` writes everything the command changed with bulk statements
 (the statement count per command is asserted in tests):
-instance UPDATE, HumanTask INSERT/UPDATE, Job INSERT, Activity INSERT/UPDATE,
-Incident INSERT and one AuditEvent INSERT - each only when needed.
+instance UPDATE, HumanTask INSERT/UPDATE, Job INSERT (service tasks, thrown
+messages and signals), Activity INSERT/UPDATE, MessageSubscription
+INSERT/DELETE, Incident INSERT and one AuditEvent INSERT - each only when needed.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from django.utils import timezone
 from .audit import AuditEntry, audit_events_build
 from .engine import runtime
 from .engine import timers as engine_timers
-from .messages import subscriptions_sync
+from .engine import messages as engine_messages
+from .messages import subscriptions_sync, thrown_events_enqueue
 from .engine.serializer import SERIALIZER_VERSION, BatonWorkflow, state_dumps
 from .jobs import seconds_from
 from .nudge import nudge_on_commit
@@ -63,6 +65,7 @@ class CommandRun:
     before: dict[UUID, int]
     before_human: set[UUID]
     completed_task_ids: set[UUID] = field(default_factory=set)
+    before_waits: set[UUID] = field(default_factory=set)  # message/signal waits (subscription task ids)
 
     @classmethod
     def begin(cls, instance: ProcessInstance, workflow: BatonWorkflow, *, actor: Any) -> "CommandRun":
@@ -74,6 +77,7 @@ class CommandRun:
             since=time.time(),
             before=runtime.tracked_states(workflow),
             before_human={t.id for t in runtime.human_tasks_ready(workflow)},
+            before_waits=engine_messages.wait_ids(workflow),
         )
 
     def seed_data(self, data: dict[str, Any]) -> None:
@@ -97,6 +101,7 @@ class CommandRun:
         self._create_jobs(calls)
         self._log_activities()
         subscriptions_sync(self)
+        entries += thrown_events_enqueue(self)
         if failure is not None:
             incident = Incident.objects.create(
                 instance=instance, task_id=failure.task_id, element_id=failure.element_id,
@@ -211,7 +216,7 @@ class CommandRun:
         )
 
     def _log_activities(self) -> None:
-        diff = runtime.activity_diff(self.workflow, self.before, since=self.since)
+        diff = runtime.activity_diff(self.workflow, self.before)
         if diff.started:
             Activity.objects.bulk_create([
                 Activity(

@@ -1,9 +1,11 @@
 """The sweeper: the periodic safety net that makes nudges optional.
 
 Run by Celery beat (exactly one) or the embedded worker: recovers jobs whose
-lease expired (dead worker), nudges every due queued job, and fires due
-timers. Idempotent: two sweepers at once never run a job twice, because
-claiming is a conditional UPDATE.
+lease expired (dead worker), fires due timers and schedules (before listing
+jobs, so jobs they create are picked up by the same sweep), and nudges every
+due queued job. Idempotent: two sweepers at once never run a job twice, fire
+a timer twice or start a scheduled instance twice (conditional UPDATEs, and
+timers re-checked under the instance lock).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from django.utils import timezone
 
 from .jobs import jobs_due, jobs_recover_expired
 from .nudge import nudge
+from .timers import schedules_run_due, timers_fire_due
 
 
 @dataclass
@@ -22,12 +25,15 @@ class SweepReport:
     due_job_ids: list[int] = field(default_factory=list)
     nudged: int = 0
     timers_fired: int = 0
+    schedules_started: int = 0
 
 
 def sweep(*, now: datetime | None = None, nudge_due: bool = True) -> SweepReport:
-    """Recover expired leases, then nudge (or just list) every due job."""
+    """Recover expired leases, fire due timers and schedules, then nudge (or just list) every due job."""
     report = SweepReport()
     report.recovered_job_ids = jobs_recover_expired(now=now or timezone.now())
+    report.timers_fired = timers_fire_due(now=now or timezone.now())
+    report.schedules_started = schedules_run_due(now=now or timezone.now())
     report.due_job_ids = jobs_due(now=now or timezone.now(), limit=1000)  # recovered jobs are due from now
     if nudge_due and report.due_job_ids:
         report.nudged = nudge(report.due_job_ids)

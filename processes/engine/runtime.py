@@ -194,10 +194,14 @@ def cancel(workflow: BatonWorkflow) -> None:
 
 
 def tracked_states(workflow: BatonWorkflow) -> dict[UUID, int]:
-    """Snapshot the state of every active or failed BPMN element (for the activity log)."""
+    """Snapshot the state of every active, failed or completed BPMN element (for the activity log).
+
+    Completed elements are in the snapshot so that "completed during this
+    command" is a set difference, not a clock comparison (tests freeze clocks).
+    """
     return {
         t.id: t.state
-        for t in workflow.get_tasks(state=TRACKED)
+        for t in workflow.get_tasks(state=TRACKED | TaskState.COMPLETED)
         if t.task_spec.bpmn_id is not None
     }
 
@@ -210,7 +214,7 @@ class ActivityDiff:
     ended: dict[str, list[UUID]] = field(default_factory=dict)  # activity state -> task ids
 
 
-def activity_diff(workflow: BatonWorkflow, before: dict[UUID, int], *, since: float) -> ActivityDiff:
+def activity_diff(workflow: BatonWorkflow, before: dict[UUID, int]) -> ActivityDiff:
     """Compare element states with ``before`` to extend the activity log.
 
     Boundary events are recorded only once they fire; predicted (FUTURE,
@@ -225,10 +229,12 @@ def activity_diff(workflow: BatonWorkflow, before: dict[UUID, int], *, since: fl
         seen.add(task.id)
         state = task.state
         was = before.get(task.id)
+        if was == TaskState.COMPLETED:
+            continue
         if was is None:
             if state & ACTIVE and not isinstance(spec, BoundaryEvent):
                 diff.started.append((_view(task), "active"))
-            elif state == TaskState.COMPLETED and (task.last_state_change or 0) >= since:
+            elif state == TaskState.COMPLETED:
                 diff.started.append((_view(task), "done"))
             elif state == TaskState.ERROR:
                 diff.started.append((_view(task), "failed"))
@@ -239,7 +245,8 @@ def activity_diff(workflow: BatonWorkflow, before: dict[UUID, int], *, since: fl
             if target:
                 diff.ended.setdefault(target, []).append(task.id)
     for task_id in before.keys() - seen:
-        diff.ended.setdefault("cancelled", []).append(task_id)
+        if before[task_id] & TRACKED:
+            diff.ended.setdefault("cancelled", []).append(task_id)
     return diff
 
 

@@ -65,8 +65,9 @@ def test_c3_parallel_branches_approve_and_reject_at_once(alice, bob):
         legal = instance.human_tasks.get(element_id="legal_review")
         finance = instance.human_tasks.get(element_id="finance_review")
         barrier = threading.Barrier(2)
+        # bob on both branches: the requester (alice) may not approve (approvals.rules)
         jobs = [
-            _in_thread(lambda: services.task_complete(human_task_id=legal.pk, actor=alice, decision="approve"), barrier),
+            _in_thread(lambda: services.task_complete(human_task_id=legal.pk, actor=bob, decision="approve"), barrier),
             _in_thread(lambda: services.task_complete(human_task_id=finance.pk, actor=bob, decision="reject"), barrier),
         ]
         with ThreadPoolExecutor(max_workers=2) as pool:

@@ -162,7 +162,8 @@ def test_expense_approval_large_amount_goes_to_finance_then_can_be_rejected(depl
     assert manager.form_schema is not None
     services.task_complete(human_task_id=manager.pk, actor=bob, data={"decision": "approve"}, decision="approve")
     finance = open_task(instance, "finance_approval")
-    services.task_complete(human_task_id=finance.pk, actor=alice, data={"decision": "reject"}, decision="reject",
+    # bob, not alice: the requester may not approve her own request (approvals.rules)
+    services.task_complete(human_task_id=finance.pk, actor=bob, data={"decision": "reject"}, decision="reject",
                            reason="over budget")
     instance.refresh_from_db()
     assert instance.status == InstanceStatus.COMPLETED
@@ -193,7 +194,8 @@ def test_parallel_approvals_keep_both_decisions_after_the_join(deploy, alice, bo
     deploy(SAMPLES / "parallel_approvals" / "parallel_approvals.bpmn")
     instance = services.instance_start(process_key="parallel_approvals", actor=alice,
                                        data={"contract": "NDA", "value": 10})
-    services.task_complete(human_task_id=open_task(instance, "legal_review").pk, actor=alice, decision="reject")
+    # bob, not alice: the requester may not approve her own request (approvals.rules)
+    services.task_complete(human_task_id=open_task(instance, "legal_review").pk, actor=bob, decision="reject")
     services.task_complete(human_task_id=open_task(instance, "finance_review").pk, actor=bob, decision="approve")
     instance.refresh_from_db()
     assert instance.status == InstanceStatus.COMPLETED

@@ -1,0 +1,134 @@
+"""Separation of duties as engine rules, checked under the instance lock.
+
+Registered once with ``processes.hooks`` in ``ApprovalsConfig.ready``, so the
+rules hold for every path that completes a task (API, UI, shell), not only
+for ``approvals.services``. Rules (extension properties on the process or the
+task; the task's value wins; "true"/"false"):
+
+* ``baton:requesterMayNotApprove`` - the person who started the instance may
+  not complete its tasks. Default ON for every user task that has candidates
+  (a lane or candidate groups/users) unless those candidates include the
+  ``Requesters`` group or the requester by name (e.g. "submit request").
+* ``baton:distinctApprovers`` - nobody completes two different user tasks of
+  one instance (chained or parallel steps). Default OFF. Repeating the *same*
+  step in a loop (a re-review after changes) is not a second approval.
+
+A denial raises ``PermissionDenied(code="separation_of_duties")``. An
+override (``approvals.services.task_decide(override_reason=...)`` by a user
+with ``approvals.override_sod``) is recorded as a ``sod_override`` event on
+the instance's chain, in the same transaction as the completion.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from core.errors import PermissionDenied
+from processes.audit import AuditEntry
+from processes.hooks import Command
+from processes.models import HumanTask, HumanTaskStatus
+from processes.persistence import CommandRun
+
+REQUESTER_RULE = "requesterMayNotApprove"
+DISTINCT_RULE = "distinctApprovers"
+REQUESTER_GROUPS = {"requesters"}
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+@dataclass
+class Override:
+    """An override requested for the current command (set by ``task_decide``)."""
+
+    actor_id: int
+    reason: str
+    used: list[str] = field(default_factory=list)
+
+
+_override: ContextVar[Override | None] = ContextVar("baton_sod_override", default=None)
+
+
+@contextmanager
+def override_active(actor: Any, reason: str) -> Iterator[Override]:
+    """Allow the SoD rules to be overridden by ``actor`` with ``reason`` inside the block."""
+    token = _override.set(Override(actor_id=actor.pk, reason=reason))
+    try:
+        yield _override.get()
+    finally:
+        _override.reset(token)
+
+
+def _flag(properties: dict, name: str) -> bool | None:
+    for key, value in (properties or {}).items():
+        if key.split(":")[-1].lower() == name.lower():
+            text = str(value).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+    return None
+
+
+def rule_enabled(command: Command, name: str, default: bool) -> bool:
+    """Read a rule flag from the task's element, then the process, else ``default``."""
+    definition = command.instance.definition
+    elements = definition.elements or {}
+    task_props = (elements.get(command.human_task.element_id) or {}).get("properties") or {}
+    process_props = (elements.get(definition.process_key) or {}).get("properties") or {}
+    for props in (task_props, process_props):
+        value = _flag(props, name)
+        if value is not None:
+            return value
+    return default
+
+
+def _requester_default(task: HumanTask, requester: Any) -> bool:
+    groups = {g.lower() for g in task.candidate_groups or []}
+    users = set(task.candidate_users or [])
+    if not groups and not users:
+        return False  # a task nobody is named for is not an approval step
+    return not (groups & REQUESTER_GROUPS or requester.get_username() in users)
+
+
+def violations(command: Command) -> list[tuple[str, str]]:
+    """Return (rule, explanation) for every rule the command breaks."""
+    task, actor, instance = command.human_task, command.actor, command.instance
+    found: list[tuple[str, str]] = []
+    if instance.started_by_id is not None and instance.started_by_id == actor.pk and rule_enabled(
+            command, REQUESTER_RULE, _requester_default(task, actor)):
+        found.append((REQUESTER_RULE, f"You started this {instance.definition.name or 'process'}, so you may not "
+                      f"complete '{task.name or task.element_id}': the requester may not approve their own "
+                      "request (rule baton:requesterMayNotApprove)."))
+    if rule_enabled(command, DISTINCT_RULE, False):
+        other = (HumanTask.objects.filter(instance=instance, status=HumanTaskStatus.COMPLETED, completed_by=actor)
+                 .exclude(element_id=task.element_id).values_list("name", "element_id").first())
+        if other is not None:
+            found.append((DISTINCT_RULE, f"You already completed '{other[0] or other[1]}' in this instance, so you "
+                          f"may not also complete '{task.name or task.element_id}': each step needs a different "
+                          "approver (rule baton:distinctApprovers)."))
+    return found
+
+
+def separation_of_duties(command: Command) -> None:
+    """Engine check: refuse a task completion that breaks a separation-of-duties rule."""
+    if command.kind != "task_complete" or command.human_task is None or not getattr(command.actor, "pk", None):
+        return
+    found = violations(command)
+    if not found:
+        return
+    override = _override.get()
+    if override is not None and override.actor_id == command.actor.pk and override.reason.strip():
+        override.used = [rule for rule, _ in found]
+        task = command.human_task
+        CommandRun.status_only(command.instance, command.actor, AuditEntry(
+            "sod_override", task_id=task.task_id, element_id=task.element_id,
+            payload={"rules": override.used, "reason": override.reason,
+                     "explanations": [text for _, text in found]}), command.instance.status)
+        return
+    raise PermissionDenied(
+        " ".join(text for _, text in found),
+        code="separation_of_duties",
+        details={"rules": [rule for rule, _ in found], "task": command.human_task.pk,
+                 "override": "a user with the permission approvals.override_sod may override, with a reason"},
+    )

@@ -1,0 +1,131 @@
+"""A1: every route of the OpenAPI schema x every role x every method, against a reviewed table.
+
+Each case runs in its own rolled-back transaction on the same fixture: the
+expense-approval definition, an instance started by ``requester`` (amount
+5000) waiting on the unclaimed ``manager_approval`` task (candidate group
+Managers), and one open incident on it (without a failed step, so even an
+operator's retry/skip is a 409). Documented methods must answer the table's
+status exactly; undocumented methods must never succeed (401/403/405). A route
+or method in the schema without a row fails the test, as does a row for a
+route no longer in the schema.
+"""
+from __future__ import annotations
+
+import pytest
+from django.db import transaction
+from drf_spectacular.generators import SchemaGenerator
+
+from processes.models import Incident, ProcessInstance
+
+from .conftest import sample_files, start_expense
+
+ROLES = ("anonymous", "requester", "designer", "operator", "auditor", "admin", "manager")
+METHODS = ("get", "post", "put", "patch", "delete")
+
+
+def row(anonymous, requester, designer, operator, auditor, admin, manager):
+    return dict(zip(ROLES, (anonymous, requester, designer, operator, auditor, admin, manager)))
+
+
+EVERYONE = row(401, 200, 200, 200, 200, 200, 200)
+# Instance I: started by requester; visible to its starter, to candidates of its tasks (manager)
+# and to operators, auditors and admins; 404 for anyone else (designer here).
+SEES_I = row(401, 200, 404, 200, 200, 200, 200)
+# Task T: open, unclaimed, candidate group Managers; visible to candidates, operators, auditors, admins.
+SEES_T = row(401, 404, 404, 200, 200, 200, 200)
+OPERATORS = row(401, 403, 403, 200, 403, 200, 403)
+AUDITORS = row(401, 403, 403, 403, 200, 200, 403)
+
+TABLE: dict[tuple[str, str], dict[str, int]] = {
+    ("/api/v1/definitions/", "get"): EVERYONE,
+    ("/api/v1/definitions/", "post"): row(401, 403, 201, 403, 403, 201, 403),
+    ("/api/v1/definitions/{process_key}/", "get"): EVERYONE,
+    ("/api/v1/definitions/{process_key}/xml/", "get"): EVERYONE,
+    ("/api/v1/instances/", "get"): EVERYONE,
+    ("/api/v1/instances/", "post"): row(401, 201, 201, 201, 201, 201, 201),
+    ("/api/v1/instances/{instance_id}/", "get"): SEES_I,
+    ("/api/v1/instances/{instance_id}/history/", "get"): SEES_I,
+    ("/api/v1/instances/{instance_id}/diagram-state/", "get"): SEES_I,
+    # cancel: operators, admins and the starter; visible-but-not-allowed is 403, invisible 404.
+    ("/api/v1/instances/{instance_id}/cancel/", "post"): row(401, 200, 404, 200, 403, 200, 403),
+    ("/api/v1/instances/{instance_id}/suspend/", "post"): row(401, 403, 404, 200, 403, 200, 403),
+    # resume: the instance is not suspended, so even an operator meets a 409 bad_transition.
+    ("/api/v1/instances/{instance_id}/resume/", "post"): row(401, 403, 404, 409, 403, 409, 403),
+    ("/api/v1/tasks/", "get"): EVERYONE,
+    ("/api/v1/tasks/{task_id}/", "get"): SEES_T,
+    # claim / decide: only candidates. Operators, auditors and even admins see the task but are
+    # no candidates (no implicit approver: separation of duties), so 403 not_a_candidate.
+    ("/api/v1/tasks/{task_id}/claim/", "post"): row(401, 404, 404, 403, 403, 403, 200),
+    # release: the task is unclaimed -> 409 for whoever may see it.
+    ("/api/v1/tasks/{task_id}/release/", "post"): row(401, 404, 404, 409, 409, 409, 409),
+    # delegate to finance: a candidate of the unclaimed task, or an operator / admin.
+    ("/api/v1/tasks/{task_id}/delegate/", "post"): row(401, 404, 404, 200, 403, 200, 200),
+    ("/api/v1/tasks/{task_id}/decide/", "post"): row(401, 404, 404, 403, 403, 403, 200),
+    ("/api/v1/incidents/", "get"): OPERATORS,
+    ("/api/v1/incidents/{incident_id}/retry/", "post"): row(401, 403, 403, 409, 403, 409, 403),
+    ("/api/v1/incidents/{incident_id}/skip/", "post"): row(401, 403, 403, 409, 403, 409, 403),
+    ("/api/v1/audit/instances/{instance_id}/events/", "get"): AUDITORS,
+    ("/api/v1/audit/verify/", "get"): AUDITORS,
+}
+
+
+def schema_operations() -> set[tuple[str, str]]:
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    return {(path, method) for path, item in schema["paths"].items() for method in item if method in METHODS}
+
+
+def _body(path: str, method: str):
+    if path == "/api/v1/definitions/" and method == "post":
+        return {"files": sample_files()}, "multipart"
+    if path == "/api/v1/instances/" and method == "post":
+        return {"process_key": "expense_approval", "data": {"employee": "x", "amount": 10, "category": "it"}}, "json"
+    if path.endswith("/delegate/"):
+        return {"to_user": "finance", "reason": "away"}, "json"
+    if path.endswith("/decide/"):
+        return {"decision": "approve", "data": {"decision": "approve", "reason": "ok"}}, "json"
+    return {}, "json"
+
+
+def _call(client, path: str, method: str, ids: dict[str, object]) -> int:
+    url = path.format(**ids)
+    body, fmt = _body(path, method) if method != "get" else (None, None)
+    with transaction.atomic():
+        response = getattr(client, method)(url, body, format=fmt) if body is not None else client.get(url)
+        transaction.set_rollback(True)
+    for f in (body or {}).get("files", []):
+        f.close()
+    return response.status_code
+
+
+@pytest.fixture
+def world(clients, published):
+    started = start_expense(clients["requester"], 5000).json()
+    instance = ProcessInstance.objects.get(pk=started["id"])
+    incident = Incident.objects.create(instance=instance, error_type="Boom", message="fixture incident")
+    return {"process_key": "expense_approval", "instance_id": instance.pk,
+            "task_id": started["open_tasks"][0]["id"], "incident_id": incident.pk}
+
+
+@pytest.mark.django_db
+def test_every_schema_operation_has_a_reviewed_row():
+    operations = schema_operations()
+    assert operations - TABLE.keys() == set(), "routes without a row in TABLE"
+    assert TABLE.keys() - operations == set(), "rows for routes no longer in the schema"
+
+
+@pytest.mark.django_db
+def test_authorization_matrix(clients, world):
+    operations = schema_operations()
+    paths = {path for path, _ in operations}
+    mismatches = []
+    for path in sorted(paths):
+        for method in METHODS:
+            for role in ROLES:
+                status = _call(clients[role], path, method, world)
+                if (path, method) in TABLE:
+                    expected = TABLE[(path, method)].get(role)
+                    if status != expected:
+                        mismatches.append(f"{method.upper()} {path} as {role}: {status}, table says {expected}")
+                elif status not in (401, 403, 405):
+                    mismatches.append(f"{method.upper()} {path} as {role}: {status} for an undocumented method")
+    assert mismatches == []
