@@ -238,6 +238,9 @@ def activity_diff(workflow: BatonWorkflow, before: dict[UUID, int]) -> ActivityD
                 diff.started.append((_view(task), "done"))
             elif state == TaskState.ERROR:
                 diff.started.append((_view(task), "failed"))
+        elif state != was and isinstance(spec, BoundaryEvent):
+            if state == TaskState.COMPLETED:  # a boundary event gets its row when it fires
+                diff.started.append((_view(task), "done"))
         elif state != was:
             target = {TaskState.COMPLETED: "done", TaskState.CANCELLED: "cancelled", TaskState.ERROR: "failed"}.get(state)
             if target is None and was == TaskState.ERROR and state & ACTIVE:

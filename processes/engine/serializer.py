@@ -22,6 +22,7 @@ from uuid import UUID
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
+from SpiffWorkflow.bpmn.serializer.helpers.encoder import create_encoder
 from SpiffWorkflow.bpmn.serializer.workflow import VERSION as LIBRARY_SERIALIZER_VERSION
 
 from bpmn.parsing import SPEC_CONFIG
@@ -65,6 +66,8 @@ class BatonWorkflowConverter(BpmnWorkflowConverter):
 _CONFIG = {k: v for k, v in SPEC_CONFIG.items() if k is not BpmnWorkflow}
 _CONFIG[BatonWorkflow] = BatonWorkflowConverter
 REGISTRY = BpmnWorkflowSerializer.configure(_CONFIG)
+# Library objects nested in task data or internal data (events, dates) need the registry's encoder.
+_ENCODER = create_encoder(REGISTRY, None)
 
 
 def _parent_first(tasks: dict[str, Any]) -> dict[str, Any]:
@@ -97,7 +100,7 @@ def state_dumps(workflow: BatonWorkflow, *, definition_id: int) -> bytes:
         "definition": definition_id,
         "workflow": body,
     }
-    return zlib.compress(json.dumps(envelope, separators=(",", ":")).encode(), 1)
+    return zlib.compress(json.dumps(envelope, cls=_ENCODER, separators=(",", ":")).encode(), 1)
 
 
 def state_loads(state: bytes, *, definition_id: int, specs: tuple[Any, dict[str, Any]]) -> BatonWorkflow:

@@ -43,6 +43,14 @@ def _assert_advanced(instance: ProcessInstance, job: Job) -> None:
     assert not Incident.objects.filter(instance=instance).exists()
 
 
+def _finish(instance: ProcessInstance) -> None:
+    """Complete the user task after the service task: the instance runs to its end."""
+    task = HumanTask.objects.get(instance=instance, element_id="after", status=HumanTaskStatus.OPEN)
+    services.task_complete(human_task_id=task.pk, actor=None, data={})
+    instance.refresh_from_db()
+    assert instance.status == InstanceStatus.COMPLETED
+
+
 def test_r1_killed_pool_child_reruns_the_job_with_one_side_effect(chaos: Chaos):
     """R1: SIGKILL the prefork child mid-connector: the message comes back, the job re-runs, one effect."""
     chaos.deploy("chaos_slow.bpmn")
@@ -63,6 +71,7 @@ def test_r1_killed_pool_child_reruns_the_job_with_one_side_effect(chaos: Chaos):
     assert chaos.calls(key) == 2
     assert chaos.effects()[key] == 1  # the re-run found the effect done: once per idempotency key
     assert instance.data["slow"] == {"key": key, "first": False}
+    _finish(instance)
     log = chaos.worker.log_since(mark)
     assert f"pid:{killed} exited with 'signal 9 (SIGKILL)'" in log
     # acks_late + reject_on_worker_lost: the killed child's message was redelivered, not lost. (The
@@ -99,6 +108,7 @@ def test_r2_killed_worker_job_recovered_by_lease_and_sweeper(chaos: Chaos):
 
     _assert_advanced(instance, job)
     assert job.attempt == 2 and chaos.calls(key) == 2 and chaos.effects()[key] == 1
+    _finish(instance)
     # re-run within lease + one sweep interval (+ polling and claim slack) - not after the broker's 1 h
     # visibility timeout - counted from when both the lease had expired and the new worker was up
     assert reclaimed["at"] - max(lease_expires_at.timestamp(), ready_at) <= SWEEP_SECONDS + 2.5
