@@ -206,6 +206,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_timeout": 2,
     "max_retries": 0,
 }
+# /metrics requires "Authorization: Bearer <token>" when set (docs/operations.md).
+BATON_METRICS_TOKEN = env.str("BATON_METRICS_TOKEN", default="")
 CELERY_BEAT_SCHEDULE = {
     "baton-sweep": {"task": "baton.sweep", "schedule": BATON_SWEEP_SECONDS},
 }

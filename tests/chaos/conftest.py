@@ -206,7 +206,10 @@ def celery_worker(django_db_setup: None, django_db_blocker: Any, chaos_dir: Path
     try:
         redis.Redis.from_url(test_broker_url(), socket_connect_timeout=2, socket_timeout=2).ping()
     except redis.RedisError as exc:
-        pytest.fail(f"the chaos tests need Redis at {test_broker_url()} ({exc}); start it (see .ci/run)")
+        message = f"the chaos tests need Redis at {test_broker_url()} ({exc}); start it (see .ci/run)"
+        if os.environ.get("BATON_REQUIRE_SERVICES") == "1":  # CI: a missing service is a failure
+            pytest.fail(message)
+        pytest.skip(message)  # a bare machine: `make test` still runs everything else
     with django_db_blocker.unblock():
         db_url = database_url(connections["default"].settings_dict)
     env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_OWNER_URL", "PYTEST_XDIST_WORKER")}

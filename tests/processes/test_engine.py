@@ -134,6 +134,7 @@ def _drive(instance: ProcessInstance, answers: dict[str, tuple[dict, str]], acto
     raise AssertionError("the process did not finish")
 
 
+@pytest.mark.sqlite_smoke
 @pytest.mark.parametrize("key, start, answers, final", [
     ("expense_approval", {"employee": "a", "amount": 5000, "category": "it", "description": "d"},
      {"manager_approval": ({"decision": "approve", "reason": "ok"}, "approve"),

@@ -83,6 +83,7 @@ class _Receiver(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.sqlite_smoke
 def test_operator_retries_incident_with_edited_data_to_success(deploy, alice):
     deploy(SAMPLES / "failing_service" / "failing_service.bpmn")
     instance = services.instance_start(process_key="failing_service", actor=alice, data={"number": 8})
@@ -195,8 +196,12 @@ def test_nudge_with_the_broker_down_returns_quickly_without_raising(settings):
         assert nudge([1, 2, 3]) == 0
         assert time.monotonic() - started < 5
     finally:
+        from kombu import pools
+
         app.conf.broker_url = settings.CELERY_BROKER_URL or None
         app.pool.force_close_all()
+        pools.reset()
+        app._pool = None  # later nudges in this process get a fresh pool
 
 
 def test_celery_settings_for_at_least_once_delivery():

@@ -165,6 +165,7 @@ def test_payload_without_its_correlation_property_is_refused(deploy):
 
 # --- message start event ------------------------------------------------------------------------------------
 
+@pytest.mark.sqlite_smoke
 def test_message_start_event_starts_an_instance_with_the_payload(deploy, alice):
     deploy(SAMPLES / "message_started" / "message_started.bpmn")
     order = {"order_id": "SO-1001", "customer": "ACME", "lines": [{"sku": "A-1", "qty": 2}]}
