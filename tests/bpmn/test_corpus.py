@@ -21,7 +21,19 @@ from django.db import transaction
 from bpmn.services import BPMN_SUFFIXES, definition_upload
 from core.errors import DiagramRejected
 
-CORPUS = Path(os.environ.get("BATON_CORPUS_DIR") or Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus")
+def _corpus_dir() -> Path:
+    """Find the shared corpus: $BATON_CORPUS_DIR, else beside the checkout, else the team's /work/shared.
+
+    CI runs from a fresh clone wherever it likes, so the path is not assumed
+    relative to the repository; if none exists the tests below FAIL (never skip).
+    """
+    if os.environ.get("BATON_CORPUS_DIR"):
+        return Path(os.environ["BATON_CORPUS_DIR"])
+    candidates = [Path(__file__).resolve().parents[2].parent / "shared" / "corpus", Path("/work/shared/corpus")]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+CORPUS = _corpus_dir()
 _CALLED = re.compile(rb'calledElement="([^"]+)"')
 _PROCESS = re.compile(rb'<(?:\w+:)?process\b[^>]*\bid="([^"]+)"')
 _DECISION_REF = re.compile(rb'(?:decisionRef="|calledDecisionId>)\s*([^"<\s]+)')
