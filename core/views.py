@@ -7,7 +7,7 @@ See docs/operations.md for what each field means and what to alert on.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -152,6 +152,16 @@ def metrics_text(now: datetime | None = None) -> str:
               lag["due_jobs"])
     out.gauge("baton_job_oldest_queued_age_seconds", "Seconds the oldest due queued job has waited (0 when none).",
               float(lag["oldest_due_job_age_seconds"] or 0.0))
+    latencies = [
+        (done - created).total_seconds()
+        for created, done in HumanTask.objects.filter(
+            status=HumanTaskStatus.COMPLETED, completed_at__gte=now - timedelta(hours=24)
+        ).order_by("-completed_at").values_list("created_at", "completed_at")[:10000]
+    ]
+    out.gauge("baton_human_tasks_completed_24h", "Human tasks completed in the last 24 hours.", len(latencies))
+    out.gauge("baton_human_task_completion_seconds", "Open-to-completed time of tasks completed in the last 24 h.",
+              [({"stat": "avg"}, float(sum(latencies) / len(latencies)) if latencies else 0.0),
+               ({"stat": "max"}, float(max(latencies, default=0.0)))])
     out.gauge("baton_incidents_open", "Open incidents.", Incident.objects.filter(status=IncidentStatus.OPEN).count())
     out.gauge("baton_timers_overdue", "Running or waiting instances whose next timer is past due.", lag["overdue_timers"])
     out.gauge("baton_timer_lag_seconds", "Seconds the most overdue timer is late (0 when none).",

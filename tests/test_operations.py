@@ -227,3 +227,16 @@ def test_metrics_token_when_configured(client, embedded):
 def test_operations_endpoints_refuse_writes(client, embedded):
     assert client.post("/health/").status_code == 405
     assert client.post("/metrics").status_code == 405
+
+
+def test_metrics_report_task_completion_latency(client, embedded):
+    _deploy("single_user_task.bpmn")
+    instances = [services.instance_start(process_key="single_user_task", actor=None, data={}) for _ in range(2)]
+    for instance, minutes in zip(instances, (10, 30)):
+        task = instance.human_tasks.get()
+        HumanTask.objects.filter(pk=task.pk).update(created_at=timezone.now() - timedelta(minutes=minutes))
+        services.task_complete(human_task_id=task.pk, actor=None)
+    samples = parse_exposition(client.get("/metrics").content.decode())
+    assert _value(samples, "baton_human_tasks_completed_24h") == 2
+    assert 19 * 60 <= _value(samples, "baton_human_task_completion_seconds", stat="avg") <= 21 * 60
+    assert 29 * 60 <= _value(samples, "baton_human_task_completion_seconds", stat="max") <= 31 * 60
