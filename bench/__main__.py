@@ -1,4 +1,4 @@
-"""Run the benchmark scenarios: ``python -m bench [--repeat N] [--only NAME]``."""
+"""Run the benchmark scenarios: ``python -m bench [--repeat N] [--only NAME]``; ``--http [...]`` for the HTTP one."""
 from bench.runner import main
 
 if __name__ == "__main__":

@@ -23,7 +23,16 @@ def _time(fn, repeat: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--http" in argv:  # the HTTP scenario (gunicorn + loopback load): its own options, see bench/http.py
+        from bench.http import main as http_main
+
+        argv.remove("--http")
+        return http_main(argv)
     args = argparse.ArgumentParser(description=__doc__)
+    args.add_argument("--http", action="store_true", help="run the HTTP scenario instead (python -m bench --http -h)")
     args.add_argument("--repeat", type=int, default=0, help="override each scenario's repeat count")
     args.add_argument("--only", default="", help="run scenarios whose name contains this text")
     opts = args.parse_args(argv)
@@ -43,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     settings.DEBUG = False
     old = setup_databases(verbosity=0, interactive=False)
     try:
-        user = get_user_model().objects.create_user("bench", password="bench-pw-123")
+        requester = get_user_model().objects.create_user("bench-requester", password="bench-pw-123")
+        approver = get_user_model().objects.create_user("bench-approver", password="bench-pw-123")
         vendor = connection.vendor
         print(f"Baton vs raw SpiffWorkflow, database: {vendor}, per instance (median)")
         header = f"{'scenario':<48} {'raw spiff':>11} {'baton':>11} {'ratio':>7} {'SQL/completion':>15}"
@@ -58,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             repeat = opts.repeat or scenario.repeat
             statements: list[int] = []
             raw = _time(raw_spiff_run(scenario), repeat)
-            baton = _time(baton_run(scenario, user, statements), repeat)
+            baton = _time(baton_run(scenario, requester, approver, statements), repeat)
             sql = f"{max(statements)}" if statements else "-"
             print(f"{scenario.name:<48} {raw * 1000:>9.1f}ms {baton * 1000:>9.1f}ms {baton / raw:>6.1f}x {sql:>15}")
     finally:

@@ -77,7 +77,7 @@ def raw_spiff_run(scenario: Scenario) -> Callable[[], None]:
     return run
 
 
-def baton_run(scenario: Scenario, user: Any, statements: list[int]) -> Callable[[], None]:
+def baton_run(scenario: Scenario, requester: Any, approver: Any, statements: list[int]) -> Callable[[], None]:
     """Return a function that runs one instance through Baton's services, counting SQL per completion."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -86,14 +86,15 @@ def baton_run(scenario: Scenario, user: Any, statements: list[int]) -> Callable[
     from processes.models import HumanTaskStatus, InstanceStatus
 
     def run() -> None:
-        instance = services.instance_start(process_key=scenario.process_key, actor=user, data=scenario.start_data)
+        instance = services.instance_start(process_key=scenario.process_key, actor=requester, data=scenario.start_data)
         while True:
             task = instance.human_tasks.filter(status=HumanTaskStatus.OPEN).order_by("id").first()
             if task is None:
                 break
             answer = next(a for a in scenario.answers if a[0] == task.element_id)
             with CaptureQueriesContext(connection) as queries:
-                services.task_complete(human_task_id=task.pk, actor=user, data=answer[1], decision=answer[2])
+                # a different person approves: the requester may not approve their own request
+                services.task_complete(human_task_id=task.pk, actor=approver, data=answer[1], decision=answer[2])
             statements.append(len(queries.captured_queries))
         instance.refresh_from_db()
         assert instance.status == InstanceStatus.COMPLETED, f"{scenario.name}: Baton instance is {instance.status}"
