@@ -82,3 +82,28 @@ def not_found(request, unmatched: str = "") -> JsonResponse:
     """Answer an unknown ``/api/`` URL with the error body instead of Django's HTML page."""
     hint = " (API URLs end with a slash)" if not request.path.endswith("/") else ""
     return JsonResponse(error_body("not_found", f"no API route {request.path}{hint}"), status=404)
+
+
+def document_common_errors(result: dict, generator, request, public) -> dict:
+    """drf-spectacular postprocessing hook: document the errors every endpoint of a kind can answer.
+
+    Any operation with a request body may meet a malformed body (400
+    ``parse_error``, e.g. invalid JSON) or one in a media type it does not
+    parse (415 ``unsupported_media_type``); any paginated list may be asked for a
+    page that does not exist (404 ``not_found``, "Invalid page."). Documented
+    here once instead of on every view.
+    """
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for item in result.get("paths", {}).values():
+        for method, operation in item.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            if "requestBody" in operation:
+                responses.setdefault("400", {"content": error,
+                                             "description": "Malformed request body (e.g. invalid JSON)."})
+                responses.setdefault("415", {"content": error,
+                                             "description": "Body in a media type the endpoint does not accept."})
+            if any(p.get("name") == "page" and p.get("in") == "query" for p in operation.get("parameters", [])):
+                responses.setdefault("404", {"content": error, "description": "No such page."})
+    return result

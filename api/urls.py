@@ -3,7 +3,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
-from . import audit, definitions, incidents, instances, tasks
+from . import audit, definitions, incidents, instances, messages, tasks, webhooks
 from .errors import not_found
 
 v1 = [
@@ -27,8 +27,13 @@ v1 = [
     path("incidents/", incidents.IncidentListView.as_view(), name="incidents"),
     path("incidents/<int:incident_id>/retry/", incidents.IncidentRetryView.as_view(), name="incident-retry"),
     path("incidents/<int:incident_id>/skip/", incidents.IncidentSkipView.as_view(), name="incident-skip"),
+    path("messages/", messages.MessageCorrelateView.as_view(), name="messages"),
+    path("signals/", messages.SignalBroadcastView.as_view(), name="signals"),
     path("audit/instances/<int:instance_id>/events/", audit.InstanceAuditView.as_view(), name="audit-events"),
     path("audit/verify/", audit.AuditVerifyView.as_view(), name="audit-verify"),
+    path("webhooks/", webhooks.WebhookListView.as_view(), name="webhooks"),
+    path("webhooks/deliveries/", webhooks.WebhookDeliveryListView.as_view(), name="webhook-deliveries"),
+    path("webhooks/<int:subscription_id>/", webhooks.WebhookDetailView.as_view(), name="webhook"),
 ]
 
 app_name = "api"

@@ -156,6 +156,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The enum hook is drf-spectacular's default; ours documents 400 (malformed body) and 404 (no such page).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "api.errors.document_common_errors"],
     "ENUM_NAME_OVERRIDES": {
         "InstanceStatusEnum": "processes.models.InstanceStatus",
         "TaskStatusEnum": "processes.models.HumanTaskStatus",
@@ -181,6 +183,9 @@ BATON_JOB_MAX_ATTEMPTS = env.int("BATON_JOB_MAX_ATTEMPTS", default=3)
 BATON_JOB_BACKOFF_SECONDS = env.float("BATON_JOB_BACKOFF_SECONDS", default=5)
 BATON_JOB_BACKOFF_MAX_SECONDS = env.float("BATON_JOB_BACKOFF_MAX_SECONDS", default=3600)
 BATON_SWEEP_SECONDS = env.float("BATON_SWEEP_SECONDS", default=5)
+BATON_WEBHOOK_MAX_ATTEMPTS = env.int("BATON_WEBHOOK_MAX_ATTEMPTS", default=8)
+BATON_WEBHOOK_TIMEOUT_SECONDS = env.float("BATON_WEBHOOK_TIMEOUT_SECONDS", default=10)
+BATON_WEBHOOK_CACHE_SECONDS = env.float("BATON_WEBHOOK_CACHE_SECONDS", default=5)  # "no subscription" cached
 BATON_CONNECTOR_MODULES = env.list("BATON_CONNECTOR_MODULES", default=[])
 BATON_SECRETS: dict[str, str] = {}
 

@@ -12,6 +12,7 @@ class ProcessesConfig(AppConfig):
 
         from .audit import definition_published_receiver
         from .timers import schedules_published_receiver
+        from . import webhooks  # noqa: F401 - connects the subscription-cache receivers
 
         definition_published.connect(definition_published_receiver, dispatch_uid="processes.audit.definition_published")
         definition_published.connect(schedules_published_receiver, dispatch_uid="processes.timers.schedules")

@@ -29,6 +29,7 @@ from .models import InstanceStatus, Job, JobStatus
 
 log = logging.getLogger("baton.jobs")
 EVENT_JOB_KINDS = ("message", "signal")  # thrown between instances: processes.messages runs them
+WEBHOOK_JOB_KIND = "webhook"  # a signed HTTP delivery: processes.webhooks runs it
 
 
 def _setting(name: str, default: float) -> float:
@@ -109,6 +110,10 @@ def job_execute(*, job_id: int) -> str:
         from .messages import event_job_run
 
         return event_job_run(job=job)
+    if job.kind == WEBHOOK_JOB_KIND:
+        from .webhooks import webhook_job_run
+
+        return webhook_job_run(job=job)
     log.info("job %s %s attempt %s for instance %s", job.pk, job.connector, job.attempt, job.instance_id,
              extra={"job_id": job.pk, "instance_id": job.instance_id, "task_id": job.task_id,
                     "element_id": job.element_id, "attempt": job.attempt})
@@ -133,7 +138,7 @@ def jobs_recover_expired(*, now: datetime | None = None) -> list[int]:
     expired = list(Job.objects.filter(status=JobStatus.RUNNING, lease_expires_at__lt=now).values_list(
         "pk", "attempt", "kind"))
     for job_id, attempt, kind in expired:
-        fail = event_job_fail if kind in EVENT_JOB_KINDS else services.job_fail
+        fail = event_job_fail if kind in (*EVENT_JOB_KINDS, WEBHOOK_JOB_KIND) else services.job_fail
         fail(
             job_id=job_id, attempt=attempt, error_type="LeaseExpired",
             message="the worker running this job stopped before reporting back", traceback_text="", retry_now=True,

@@ -280,3 +280,27 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.definition} {self.element_id} next {self.next_run_at}"
+
+
+class WebhookSubscription(models.Model):
+    """An integrator's subscription to instance and task events, delivered as signed POSTs.
+
+    Deliveries are ``Job`` rows of kind ``webhook`` (belonging to no instance);
+    ``secret`` keys the HMAC-SHA256 signature of each body. ``events`` is a
+    list of event types (``*`` = all); a blank ``process_key`` matches every process.
+    """
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_subscriptions")
+    url = models.URLField(max_length=500)
+    secret = models.CharField(max_length=128)
+    events = models.JSONField(default=list)
+    process_key = models.CharField(max_length=255, blank=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["active"], name="webhook_active_idx")]
+
+    def __str__(self) -> str:
+        return f"webhook {self.pk} -> {self.url}"

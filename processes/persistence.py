@@ -5,7 +5,8 @@ loaded; ``finish`` writes everything the command changed with bulk statements
 (the statement count per command is asserted in tests):
 instance UPDATE, HumanTask INSERT/UPDATE, Job INSERT (service tasks, thrown
 messages and signals), Activity INSERT/UPDATE, MessageSubscription
-INSERT/DELETE, Incident INSERT and one AuditEvent INSERT - each only when needed.
+INSERT/DELETE, Incident INSERT, one AuditEvent INSERT and webhook delivery jobs
+(``webhooks_emit``) - each only when needed.
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ from .models import (
     ProcessInstance,
 )
 from .selectors import definition_forms
+from .webhooks import webhooks_emit
 
 log = logging.getLogger("baton.instances")
 
@@ -66,6 +68,7 @@ class CommandRun:
     before_human: set[UUID]
     completed_task_ids: set[UUID] = field(default_factory=set)
     before_waits: set[UUID] = field(default_factory=set)  # message/signal waits (subscription task ids)
+    created_tasks: list[HumanTask] = field(default_factory=list)  # HumanTasks this command opened
 
     @classmethod
     def begin(cls, instance: ProcessInstance, workflow: BatonWorkflow, *, actor: Any) -> "CommandRun":
@@ -127,6 +130,7 @@ class CommandRun:
             "next_timer_at", "audit_seq", "audit_head", "updated_at",
         ])
         AuditEvent.objects.bulk_create(events)
+        webhooks_emit(self, entries)
         log.info("%s on instance %s -> %s", entries[0].command if entries else "command", instance.pk, instance.status,
                  extra={"instance_id": instance.pk, "command": entries[0].command if entries else "",
                         "status": instance.status})
@@ -139,6 +143,7 @@ class CommandRun:
         events = audit_events_build(instance=instance, actor=_actor(actor), entries=[entry], now=timezone.now())
         instance.save(update_fields=["status", "version", "audit_seq", "audit_head", "updated_at"])
         AuditEvent.objects.bulk_create(events)
+        webhooks_emit(None, [entry], instance=instance)
 
     def _status(self, failure: runtime.StepFailure | None, resolved_incident: bool) -> str:
         if failure is not None:
@@ -156,7 +161,7 @@ class CommandRun:
         new = [t for t in ready if t.id not in self.before_human]
         gone = self.before_human - {t.id for t in ready} - self.completed_task_ids
         if new:
-            HumanTask.objects.bulk_create([self._human_task(view) for view in new])
+            self.created_tasks = HumanTask.objects.bulk_create([self._human_task(view) for view in new])
         if gone:
             HumanTask.objects.filter(instance=self.instance, task_id__in=gone, status=HumanTaskStatus.OPEN).update(
                 status=HumanTaskStatus.CANCELLED, completed_at=self.now

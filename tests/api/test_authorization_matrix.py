@@ -15,7 +15,7 @@ import pytest
 from django.db import transaction
 from drf_spectacular.generators import SchemaGenerator
 
-from processes.models import Incident, ProcessInstance
+from processes.models import Incident, ProcessInstance, WebhookSubscription
 
 from .conftest import sample_files, start_expense
 
@@ -64,8 +64,20 @@ TABLE: dict[tuple[str, str], dict[str, int]] = {
     ("/api/v1/incidents/", "get"): OPERATORS,
     ("/api/v1/incidents/{incident_id}/retry/", "post"): row(401, 403, 403, 409, 403, 409, 403),
     ("/api/v1/incidents/{incident_id}/skip/", "post"): row(401, 403, 403, 409, 403, 409, 403),
+    # messages / signals act for a system: operators and admins. The message names no waiting
+    # instance and no start event, so 404; a signal nobody waits for is 200 with empty lists.
+    ("/api/v1/messages/", "post"): row(401, 403, 403, 404, 403, 404, 403),
+    ("/api/v1/signals/", "post"): row(401, 403, 403, 200, 403, 200, 403),
     ("/api/v1/audit/instances/{instance_id}/events/", "get"): AUDITORS,
     ("/api/v1/audit/verify/", "get"): AUDITORS,
+    # webhooks: operators and admins subscribe (they see every instance); subscription W belongs
+    # to operator, and admins see every subscription.
+    ("/api/v1/webhooks/", "get"): OPERATORS,
+    ("/api/v1/webhooks/", "post"): row(401, 403, 403, 201, 403, 201, 403),
+    ("/api/v1/webhooks/deliveries/", "get"): OPERATORS,
+    ("/api/v1/webhooks/{subscription_id}/", "get"): OPERATORS,
+    ("/api/v1/webhooks/{subscription_id}/", "patch"): OPERATORS,
+    ("/api/v1/webhooks/{subscription_id}/", "delete"): row(401, 403, 403, 204, 403, 204, 403),
 }
 
 
@@ -81,6 +93,10 @@ def _body(path: str, method: str):
         return {"process_key": "expense_approval", "data": {"employee": "x", "amount": 10, "category": "it"}}, "json"
     if path.endswith("/delegate/"):
         return {"to_user": "finance", "reason": "away"}, "json"
+    if path in ("/api/v1/messages/", "/api/v1/signals/"):
+        return {"name": "nobody_waits_for_this"}, "json"
+    if path == "/api/v1/webhooks/" and method == "post":
+        return {"url": "http://127.0.0.1:9/hook", "events": ["*"]}, "json"
     if path.endswith("/decide/"):
         return {"decision": "approve", "data": {"decision": "approve", "reason": "ok"}}, "json"
     return {}, "json"
@@ -98,12 +114,15 @@ def _call(client, path: str, method: str, ids: dict[str, object]) -> int:
 
 
 @pytest.fixture
-def world(clients, published):
+def world(clients, users, published):
     started = start_expense(clients["requester"], 5000).json()
     instance = ProcessInstance.objects.get(pk=started["id"])
     incident = Incident.objects.create(instance=instance, error_type="Boom", message="fixture incident")
+    subscription = WebhookSubscription.objects.create(owner=users["operator"], url="http://127.0.0.1:9/hook",
+                                                      secret="s", events=["*"])
     return {"process_key": "expense_approval", "instance_id": instance.pk,
-            "task_id": started["open_tasks"][0]["id"], "incident_id": incident.pk}
+            "task_id": started["open_tasks"][0]["id"], "incident_id": incident.pk,
+            "subscription_id": subscription.pk}
 
 
 @pytest.mark.django_db
