@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     from bpmn.services import definition_upload
 
     settings.DEBUG = False
+    import logging
+
+    logging.getLogger("baton").setLevel(logging.WARNING)  # per-command INFO lines would be measured too
     old = setup_databases(verbosity=0, interactive=False)
     try:
         requester = get_user_model().objects.create_user("bench-requester", password="bench-pw-123")

@@ -116,7 +116,8 @@ class CommandRun:
         instance.status = status or self._status(failure, resolved_incident)
         if instance.status in (InstanceStatus.COMPLETED, InstanceStatus.CANCELLED):
             instance.ended_at = self.now
-            Job.objects.filter(instance=instance, status=JobStatus.QUEUED).update(status=JobStatus.CANCELLED)
+            if calls or runtime.TaskState.STARTED in self.before.values():  # only then can a job be queued
+                Job.objects.filter(instance=instance, status=JobStatus.QUEUED).update(status=JobStatus.CANCELLED)
             if instance.status == InstanceStatus.COMPLETED:
                 entries.append(AuditEntry("instance_complete"))
         instance.state = state_dumps(self.workflow, definition_id=instance.definition_id)
