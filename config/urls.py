@@ -8,5 +8,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("health/", health, name="health"),
     path("metrics", metrics, name="metrics"),  # Prometheus text format (docs/operations.md)
-    path("api/", include("api.urls")),  # /api/v1/..., /api/schema/, /api/docs/
+    path("api/", include("api.urls")),
+    path("", include("approvals.urls")),  # web pages  # /api/v1/..., /api/schema/, /api/docs/
 ]

@@ -18,4 +18,4 @@ class Command(BaseCommand):
         self.stdout.write(f"Sample processes: {', '.join(sorted(set(keys)))}")
         if started:
             self.stdout.write(f"Started {started} demo instances.")
-        self.stdout.write("Open http://127.0.0.1:8000/admin/ (admin / admin-demo) or http://127.0.0.1:8000/health/")
+        self.stdout.write("Open http://127.0.0.1:8000/ (inbox; e.g. mike / mike-demo), /api/docs/ (API), /admin/ (admin / admin-demo)")
