@@ -93,6 +93,8 @@ def _database(url: str | None) -> dict:
         db.setdefault("OPTIONS", {})["options"] = f"-c lock_timeout={env.int('BATON_LOCK_TIMEOUT_MS', default=3000)}"
         db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
         db["CONN_HEALTH_CHECKS"] = True
+        if env.str("BATON_TEST_DB_NAME", default=""):  # several test runs side by side on one server
+            db["TEST"] = {"NAME": env.str("BATON_TEST_DB_NAME")}
     return db
 
 

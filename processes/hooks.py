@@ -45,3 +45,38 @@ def run_checks(command: Command) -> None:
     """Run every registered check; the first refusal propagates."""
     for check in tuple(_CHECKS):
         check(command)
+
+
+# Listeners: other apps react to what a command did, inside its transaction and under
+# the instance lock (so what they write commits or rolls back with the command).
+# ``tasks_opening`` sees the new ``HumanTask`` rows before they are inserted and may
+# fill in candidates, assignee, due date or priority; ``command_finished`` sees the
+# run (its ``created_tasks``, ``completed_task_ids``, ``instance``) and the audit
+# entries about to be written, and may append to them.
+Listener = Callable[[Any, list], None]
+_TASKS_OPENING: list[Listener] = []
+_COMMAND_FINISHED: list[Listener] = []
+
+
+def on_tasks_opening(listener: Listener) -> Listener:
+    """Register ``listener(run, tasks)`` for new human tasks before they are saved (idempotent)."""
+    if listener not in _TASKS_OPENING:
+        _TASKS_OPENING.append(listener)
+    return listener
+
+
+def on_command_finished(listener: Listener) -> Listener:
+    """Register ``listener(run, entries)`` for every command that loaded the workflow (idempotent)."""
+    if listener not in _COMMAND_FINISHED:
+        _COMMAND_FINISHED.append(listener)
+    return listener
+
+
+def tasks_opening(run: Any, tasks: list[HumanTask]) -> None:
+    for listener in tuple(_TASKS_OPENING):
+        listener(run, tasks)
+
+
+def command_finished(run: Any, entries: list) -> None:
+    for listener in tuple(_COMMAND_FINISHED):
+        listener(run, entries)

@@ -21,6 +21,7 @@ from uuid import UUID
 from django.conf import settings
 from django.utils import timezone
 
+from . import hooks
 from .audit import AuditEntry, audit_events_build
 from .engine import runtime
 from .engine import timers as engine_timers
@@ -120,6 +121,7 @@ class CommandRun:
                 Job.objects.filter(instance=instance, status=JobStatus.QUEUED).update(status=JobStatus.CANCELLED)
             if instance.status == InstanceStatus.COMPLETED:
                 entries.append(AuditEntry("instance_complete"))
+        hooks.command_finished(self, entries)
         instance.state = state_dumps(self.workflow, definition_id=instance.definition_id)
         instance.serializer_version = SERIALIZER_VERSION
         instance.data = jsonable(runtime.instance_data(self.workflow))
@@ -162,7 +164,9 @@ class CommandRun:
         new = [t for t in ready if t.id not in self.before_human]
         gone = self.before_human - {t.id for t in ready} - self.completed_task_ids
         if new:
-            self.created_tasks = HumanTask.objects.bulk_create([self._human_task(view) for view in new])
+            tasks = [self._human_task(view) for view in new]
+            hooks.tasks_opening(self, tasks)
+            self.created_tasks = HumanTask.objects.bulk_create(tasks)
         if gone:
             HumanTask.objects.filter(instance=self.instance, task_id__in=gone, status=HumanTaskStatus.OPEN).update(
                 status=HumanTaskStatus.CANCELLED, completed_at=self.now
