@@ -1,4 +1,4 @@
-"""Human tasks: inbox (mine / groups / done / all), detail with form, claim, release, delegate, decide.
+"""Human tasks: inbox (mine / groups / done / all), detail with form, claim, release, delegate, reassign, decide.
 
 Reads go through ``approvals.selectors`` (a task you may not see is 404);
 commands through ``approvals.services``, which enforce candidates, claims and
@@ -150,6 +150,26 @@ class TaskDelegateView(_TaskCommandView):
         if to_user is None:
             raise NotFound(f"user '{args['to_user']}' does not exist")
         return task_delegate(human_task_id=task_id, actor=request.user, to_user=to_user, reason=args["reason"])
+
+
+class ReassignSerializer(serializers.Serializer):
+    to_user = serializers.CharField(help_text="Username of the new assignee.")
+    reason = serializers.CharField(help_text="Why the task moves (required, audited).")
+
+
+@_command_schema(ReassignSerializer)
+class TaskReassignView(_TaskCommandView):
+    """Move a task to another user, with a reason: operators, admins, or the assignee's directory manager."""
+
+    serializer_class = ReassignSerializer
+
+    def run(self, request, task_id, args):
+        from approvals.services import task_reassign
+
+        to_user = get_user_model().objects.filter(username=args["to_user"], is_active=True).first()
+        if to_user is None:
+            raise NotFound(f"user '{args['to_user']}' does not exist")
+        return task_reassign(human_task_id=task_id, actor=request.user, to_user=to_user, reason=args["reason"])
 
 
 @_command_schema(DecideSerializer)

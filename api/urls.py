@@ -4,6 +4,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
 from . import audit, definitions, incidents, instances, messages, tasks, webhooks
+from . import notifications
+from . import people
 from .errors import not_found
 
 v1 = [
@@ -23,7 +25,10 @@ v1 = [
     path("tasks/<int:task_id>/claim/", tasks.TaskClaimView.as_view(), name="task-claim"),
     path("tasks/<int:task_id>/release/", tasks.TaskReleaseView.as_view(), name="task-release"),
     path("tasks/<int:task_id>/delegate/", tasks.TaskDelegateView.as_view(), name="task-delegate"),
+    path("tasks/<int:task_id>/reassign/", tasks.TaskReassignView.as_view(), name="task-reassign"),
     path("tasks/<int:task_id>/decide/", tasks.TaskDecideView.as_view(), name="task-decide"),
+    path("stand-ins/", people.StandInListView.as_view(), name="stand-ins"),
+    path("stand-ins/<int:standin_id>/end/", people.StandInEndView.as_view(), name="stand-in-end"),
     path("incidents/", incidents.IncidentListView.as_view(), name="incidents"),
     path("incidents/<int:incident_id>/retry/", incidents.IncidentRetryView.as_view(), name="incident-retry"),
     path("incidents/<int:incident_id>/skip/", incidents.IncidentSkipView.as_view(), name="incident-skip"),
@@ -34,6 +39,10 @@ v1 = [
     path("webhooks/", webhooks.WebhookListView.as_view(), name="webhooks"),
     path("webhooks/deliveries/", webhooks.WebhookDeliveryListView.as_view(), name="webhook-deliveries"),
     path("webhooks/<int:subscription_id>/", webhooks.WebhookDetailView.as_view(), name="webhook"),
+    path("notifications/", notifications.NotificationListView.as_view(), name="notifications"),
+    path("notifications/read-all/", notifications.NotificationReadAllView.as_view(), name="notifications-read-all"),
+    path("notifications/<int:notification_id>/read/", notifications.NotificationReadView.as_view(),
+         name="notification-read"),
 ]
 
 app_name = "api"

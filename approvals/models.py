@@ -20,7 +20,9 @@ class Delegation(models.Model):
     task = models.ForeignKey(HumanTask, on_delete=models.CASCADE, related_name="delegations")
     from_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
                                   related_name="+")
-    to_user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # to nobody when a deactivated user's task went back to its candidates (kind "deactivated")
+    to_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="+")
     by_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
                                 related_name="+")
     reason = models.TextField(blank=True)

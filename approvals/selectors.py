@@ -6,20 +6,28 @@ answers ``NotFound`` exactly as if it did not exist (no existence oracle).
 Roles are Django groups (``designers``, ``operators``, ``auditors``); admin
 is a superuser; every authenticated user is a requester, and an approver of
 the tasks whose candidate groups/users include them.
+A stand-in also sees the open tasks of the people they currently stand in
+for, and a directory manager the open tasks assigned to their direct reports.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
+
+from django.contrib.auth import get_user_model
 
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet, TextField, Value
 from django.db.models.functions import Cast, StrIndex
 from django.db.models.lookups import GreaterThan
+from django.utils import timezone
 
 from bpmn.models import ProcessDefinition
 from core.errors import NotFound, ValidationError
 from processes.models import HumanTask, HumanTaskStatus, ProcessInstance
+
+from .models import StandIn
 
 ROLE_GROUPS = {"designers": "designer", "operators": "operator", "auditors": "auditor"}
 SCOPES = ("mine", "groups", "done", "all")
@@ -82,13 +90,77 @@ def is_candidate(user: Any, task: HumanTask) -> bool:
         set(group_names(user)) & set(task.candidate_groups or []))
 
 
+@dataclass(frozen=True)
+class Represented:
+    """Someone the user currently stands in for: their id, username and group names."""
+
+    id: int
+    username: str
+    groups: tuple[str, ...]
+
+
+def represented(user: Any) -> list[Represented]:
+    """Whom ``user`` stands in for right now (active stand-ins of active users), in one query."""
+    if not _authenticated(user):
+        return []
+    now = timezone.now()
+    rows = (StandIn.objects.filter(stand_in=user, starts_at__lte=now, user__is_active=True)
+            .filter(Q(ends_at__isnull=True) | Q(ends_at__gt=now))
+            .values_list("user_id", "user__username", "user__groups__name"))
+    found: dict[int, tuple[str, list[str]]] = {}
+    for user_id, username, group in rows:
+        entry = found.setdefault(user_id, (username, []))
+        if group and group not in entry[1]:
+            entry[1].append(group)
+    return [Represented(pk, name, tuple(groups)) for pk, (name, groups) in sorted(found.items())]
+
+
+def _represented_q(reps: list[Represented], *, claimable_only: bool = False) -> Q | None:
+    """Open tasks of the people in ``reps``: assigned to them or (unassigned) naming them as candidates."""
+    if not reps:
+        return None
+    candidates = Q()
+    for rep in reps:
+        candidates |= _json_list_has("candidate_users", rep.username)
+        for name in rep.groups:
+            candidates |= _json_list_has("candidate_groups", name)
+    claimable = Q(assignee__isnull=True) & candidates
+    q = claimable if claimable_only else Q(assignee_id__in=[rep.id for rep in reps]) | claimable
+    return Q(status=HumanTaskStatus.OPEN) & q
+
+
+def _manager_q(user: Any) -> Q:
+    """Open tasks assigned to the user's direct reports in the directory (so a manager can reassign them)."""
+    return Q(status=HumanTaskStatus.OPEN, assignee__profile__manager=user)
+
+
+def acting_for(user: Any, task: HumanTask) -> Any | None:
+    """Return the person ``user`` would act for on ``task`` as their stand-in, or ``None`` (acting as themself).
+
+    A user acts as themself on a task assigned to them or, unassigned, one they
+    are a candidate of; otherwise as the stand-in of a represented person the
+    task is assigned to, or (unassigned) who is one of its candidates.
+    """
+    if not _authenticated(user) or task.assignee_id == user.pk:
+        return None
+    if task.assignee_id is None and is_candidate(user, task):
+        return None
+    for rep in represented(user):
+        if task.assignee_id == rep.id or (task.assignee_id is None and (
+                rep.username in (task.candidate_users or []) or set(rep.groups) & set(task.candidate_groups or []))):
+            return get_user_model().objects.get(pk=rep.id)
+    return None
+
+
 def _visible_tasks(user: Any) -> QuerySet[HumanTask]:
     qs = HumanTask.objects.select_related("instance__definition", "assignee", "completed_by")
     if not _authenticated(user):
         return qs.none()
     if sees_everything(user):
         return qs
-    return qs.filter(Q(assignee=user) | Q(completed_by=user) | candidate_q(user))
+    q = Q(assignee=user) | Q(completed_by=user) | candidate_q(user) | _manager_q(user)
+    standing_in = _represented_q(represented(user))
+    return qs.filter(q | standing_in if standing_in is not None else q)
 
 
 def tasks_for(*, user: Any, scope: str = "all") -> QuerySet[HumanTask]:
@@ -109,6 +181,10 @@ def tasks_for(*, user: Any, scope: str = "all") -> QuerySet[HumanTask]:
         return qs.filter(status=HumanTaskStatus.COMPLETED, completed_by=user).order_by("-completed_at", "-id")
     qs = qs.filter(status=HumanTaskStatus.OPEN)
     mine, groups = Q(assignee=user), Q(assignee__isnull=True) & candidate_q(user)
+    reps = represented(user)
+    if reps:  # a stand-in's inbox also holds the open tasks of the people they stand in for
+        mine |= Q(assignee_id__in=[rep.id for rep in reps])
+        groups |= _represented_q(reps, claimable_only=True)
     condition = {"mine": mine, "groups": groups, "all": mine | groups}[scope]
     return qs.filter(condition).order_by("-priority", "created_at", "id")
 
@@ -128,8 +204,9 @@ def instances_for(*, user: Any) -> QuerySet[ProcessInstance]:
         return qs.none()
     if sees_everything(user):
         return qs
-    tasks = HumanTask.objects.filter(instance=OuterRef("pk")).filter(
-        Q(assignee=user) | Q(completed_by=user) | candidate_q(user))
+    q = Q(assignee=user) | Q(completed_by=user) | candidate_q(user) | _manager_q(user)
+    standing_in = _represented_q(represented(user))
+    tasks = HumanTask.objects.filter(instance=OuterRef("pk")).filter(q | standing_in if standing_in is not None else q)
     return qs.filter(Q(started_by=user) | Exists(tasks))
 
 

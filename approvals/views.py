@@ -18,7 +18,8 @@ from processes.selectors import definition_forms
 from . import forms_render as fr
 from . import services
 from .forms import form_validate
-from .selectors import can_start, instance_get_for, task_get_for, tasks_for
+from .diagram import diagram_marks
+from .selectors import can_start, task_get_for, tasks_for
 
 TABS = (("mine", "Mine"), ("groups", "My groups"), ("done", "Done"))
 
@@ -48,11 +49,6 @@ def _task_or_404(user, pk):
         raise Http404("task not found") from None
 
 
-def _diagram(instance):
-    acts = list(instance.activities.all())
-    return {"active": ",".join(a.element_id for a in acts if a.state == "active"),
-            "done": ",".join(a.element_id for a in acts if a.state == "done")}
-
 
 def _task_page(request, task, values=None, errors=None, general=(), reason="", status=200):
     schema = task.form_schema
@@ -62,7 +58,7 @@ def _task_page(request, task, values=None, errors=None, general=(), reason="", s
         "task": task, "instance": instance, "fields": fields, "decisions": fr.decision_options(schema),
         "decision_error": (errors or {}).get(fr.DECISION, ""), "reason": reason,
         "reason_error": (errors or {}).get(fr.REASON, ""), "general_errors": general,
-        "history": instance.audit_events.order_by("seq"), "diagram": _diagram(instance),
+        "history": instance.audit_events.order_by("seq"), "diagram": diagram_marks(instance),
         "is_open": task.status == HumanTaskStatus.OPEN,
     }
     return render(request, "approvals/task.html", context, status=status)
@@ -151,19 +147,3 @@ def start(request):
         messages.success(request, f"Started {entry['definition'].name or chosen_key}.")
         return redirect("instance", pk=instance.pk)
     return render(request, "approvals/start.html", {"entries": entries})
-
-
-@login_required
-def instance_page(request, pk):
-    try:
-        instance = instance_get_for(user=request.user, instance_id=pk)
-    except NotFound:
-        raise Http404("instance not found") from None
-    context = {
-        "instance": instance,
-        "open_tasks": instance.human_tasks.filter(status=HumanTaskStatus.OPEN).order_by("created_at"),
-        "timeline": instance.activities.order_by("started_at", "id"),
-        "data": json.dumps(instance.data, indent=2, default=str),
-        "diagram": _diagram(instance),
-    }
-    return render(request, "approvals/instance.html", context)

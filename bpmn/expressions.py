@@ -41,6 +41,8 @@ _FEEL = re.compile(
 _FOREIGN_SCRIPTS = {"groovy", "javascript", "js", "ecmascript", "nashorn", "graal.js", "juel", "feel", "ruby",
                     "jruby", "kotlin", "kts", "java"}
 _FEEL_NAMES = {"true": "True", "false": "False", "null": "None"}
+_TASK_SETTING = re.compile(  # task settings that may be "=expression" (approvals.candidates)
+    r"(?i)(?:baton:|camunda:)?(?:candidate[_-]?users|candidate[_-]?groups|assignee|due[_-]?date|priority)")
 
 
 def expression_problems(root: etree._Element, *, file: str) -> list[Problem]:
@@ -59,6 +61,10 @@ def expression_problems(root: etree._Element, *, file: str) -> list[Problem]:
     for timer in root.iter(f"{{{BPMN_NS}}}timerEventDefinition"):
         if all(timer.find(f"bpmn:{kind}", NS) is None for kind in ("timeDate", "timeDuration", "timeCycle")):
             problems += _site(timer, "timer", "", ["the timer has no timeDate, timeDuration or timeCycle"], file)
+    for prop in root.xpath(".//spiffworkflow:property[@value]|.//camunda:property[@value]", namespaces=NS):
+        name, value = prop.get("name") or "", (prop.get("value") or "").strip()
+        if value.startswith("=") and _TASK_SETTING.fullmatch(name):  # evaluated when the task opens
+            problems += _site(prop, f"property '{name}'", value, expression_messages(value[1:]), file)
     for parameter in root.xpath(".//spiffworkflow:serviceTaskOperator//spiffworkflow:parameter[@value]",
                                 namespaces=NS):
         label = f"service parameter '{parameter.get('id', '')}'"

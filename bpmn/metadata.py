@@ -17,6 +17,10 @@ Every info dict has the same keys (see ``_blank``) so readers never guess:
   ``spiffworkflow:serviceTaskOperator`` or ``camunda:type="external"`` topics;
 * ``retries`` / ``timeout`` / ``backoff``, ``due_date``, ``priority``;
 * ``properties``: every generic extension property, as written.
+
+A candidate/assignee/due-date/priority property whose value starts with ``=``
+is an expression over instance data: it stays only in ``properties`` and is
+evaluated when the task opens (``approvals.candidates``).
 """
 from __future__ import annotations
 
@@ -233,6 +237,8 @@ def _properties(element: etree._Element, info: dict[str, Any]) -> None:
         info["form"] = {**(info["form"] or {}), "schema": schema or None, "ui_schema": ui_schema or None}
     for name, value in props.items():
         key = _ALIASES.get(re.sub(r"^(baton|camunda):|[_\-]", "", name.lower()))
+        if key and value.strip().startswith("="):
+            continue  # an expression over instance data: evaluated when the task opens (approvals.candidates)
         if key in ("candidate_groups", "candidate_users"):
             info[key] += _split(value)
         elif key in ("retries", "backoff"):

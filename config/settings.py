@@ -64,6 +64,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "approvals.context_processors.nav",
             ],
         },
     },
@@ -190,6 +191,23 @@ BATON_WEBHOOK_TIMEOUT_SECONDS = env.float("BATON_WEBHOOK_TIMEOUT_SECONDS", defau
 BATON_WEBHOOK_CACHE_SECONDS = env.float("BATON_WEBHOOK_CACHE_SECONDS", default=5)  # "no subscription" cached
 BATON_CONNECTOR_MODULES = env.list("BATON_CONNECTOR_MODULES", default=[])
 BATON_SECRETS: dict[str, str] = {}
+
+# E-mail (notifications and the email.send connector), sent through the job table.
+# Embedded default: one .eml file per message under var/mail. EMAIL_URL (django-environ:
+# smtp://user:pass@host:587, smtp+tls://..., consolemail://, filemail:///path) or
+# EMAIL_BACKEND (a dotted class path) override it; EMAIL_BACKEND wins when both are set.
+EMAIL_FILE_PATH = VAR_DIR / "mail"
+_EMAIL = env.email_url("EMAIL_URL") if env.str("EMAIL_URL", default="") else {
+    "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend"}
+globals().update(_EMAIL)  # EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_USE_TLS, ... from the URL
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default=_EMAIL["EMAIL_BACKEND"])
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Baton <baton@localhost>")
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+# Links in e-mails point here; notification e-mails are retried up to this many times.
+BATON_BASE_URL = env.str("BATON_BASE_URL", default="http://localhost:8000")
+BATON_EMAIL_MAX_ATTEMPTS = env.int("BATON_EMAIL_MAX_ATTEMPTS", default=6)
+# A reminder goes out once per (task, person) when the due date is this close (ISO-8601 or seconds).
+BATON_REMINDER_BEFORE = env.str("BATON_REMINDER_BEFORE", default="P1D")
 
 # Celery: at-least-once with idempotent effects (see docs/operations.md).
 # Without a broker the embedded in-process worker runs jobs (make run).

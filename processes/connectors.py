@@ -107,12 +107,42 @@ def fail(params: dict[str, Any], *, idempotency_key: str) -> Any:
     raise RuntimeError(str(params.get("message", "baton.fail connector was asked to fail")))
 
 
+def _addresses(value: Any) -> list[str]:
+    """Read recipients given as a list or a comma-separated string."""
+    if value is None or value == "":
+        return []
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
+def _header(value: Any) -> str:
+    return " ".join(str(value or "").split())  # no line breaks in a header (BadHeaderError)
+
+
 @connector("email.send")
 def email_send(params: dict[str, Any], *, idempotency_key: str) -> Any:
-    """Record the e-mail that would be sent (a logging stub until a mail connector is configured)."""
-    message = {k: params.get(k) for k in ("to", "subject", "body")}
-    log.info("email.send %s", json.dumps(message, default=str), extra={"idempotency_key": idempotency_key})
-    return {"recorded": True, **message}
+    """Send an e-mail (to, subject, body; optional cc, bcc, from) through Django's configured mail backend.
+
+    ``EMAIL_BACKEND`` decides where it goes (SMTP in production, files under
+    ``var/mail`` in the embedded default, ``mail.outbox`` in tests). A backend
+    error raises, so the job is retried with backoff. The idempotency key goes
+    out as the ``X-Baton-Idempotency-Key`` header so a receiving system can
+    drop a duplicate after a crash between sending and recording.
+    """
+    from django.core.mail import EmailMessage
+
+    to = _addresses(params.get("to"))
+    if not to:
+        raise ValueError("email.send needs at least one recipient in 'to'")
+    message = EmailMessage(
+        subject=_header(params.get("subject")), body=str(params.get("body") or ""),
+        from_email=_header(params.get("from")) or settings.DEFAULT_FROM_EMAIL, to=to,
+        cc=_addresses(params.get("cc")), bcc=_addresses(params.get("bcc")),
+        headers={"X-Baton-Idempotency-Key": idempotency_key},
+    )
+    sent = message.send(fail_silently=False)
+    log.info("email.send to %s: %s", ", ".join(to), message.subject, extra={"idempotency_key": idempotency_key})
+    return {"sent": sent, "to": to, "subject": message.subject}
 
 
 @connector("http.request")

@@ -16,7 +16,7 @@ from . import services
 from .models import HumanTaskStatus, ProcessInstance
 from .samples import SAMPLES_DIR
 
-ROLE_GROUPS = ["Requesters", "Managers", "Finance", "Legal", "Approvers", "Operators", "Sales",
+ROLE_GROUPS = ["Requesters", "Managers", "Finance", "Legal", "Approvers", "Operators", "Sales", "Board",
                "designers", "operators", "auditors"]
 
 
@@ -31,9 +31,9 @@ class DemoUser:
 DEMO_USERS = [
     DemoUser("admin", "admin-demo", (), superuser=True),
     DemoUser("alice", "alice-demo", ("Requesters",)),
-    DemoUser("mike", "mike-demo", ("Managers", "Approvers")),
-    DemoUser("fiona", "fiona-demo", ("Finance",)),
-    DemoUser("lena", "lena-demo", ("Legal",)),
+    DemoUser("mike", "mike-demo", ("Managers", "Approvers", "Board")),
+    DemoUser("fiona", "fiona-demo", ("Finance", "Board")),
+    DemoUser("lena", "lena-demo", ("Legal", "Board")),
     DemoUser("sam", "sam-demo", ("Sales",)),
     DemoUser("oscar", "oscar-demo", ("Operators", "operators")),
     DemoUser("dana", "dana-demo", ("designers",)),
@@ -52,7 +52,34 @@ def demo_users() -> list[DemoUser]:
             user.is_staff = user.is_superuser = spec.superuser
             user.save(update_fields=["is_staff", "is_superuser"])
         user.groups.add(*[groups[g] for g in spec.groups])
+    demo_directory()
     return DEMO_USERS
+
+
+# username -> (manager, department, title): the people directory that candidate expressions such as
+# ``=manager_of(requester)`` read (``approvals.Profile``).
+DEMO_DIRECTORY = {
+    "alice": ("mike", "Sales", "Account executive"),
+    "sam": ("mike", "Sales", "Sales representative"),
+    "mike": ("fiona", "Sales", "Sales manager"),
+    "lena": ("fiona", "Legal", "Counsel"),
+    "fiona": (None, "Finance", "Head of finance"),
+}
+
+
+def demo_directory() -> None:
+    """Fill in missing directory profiles of the demo users (kept by approvals, if installed)."""
+    from django.apps import apps
+
+    if not apps.is_installed("approvals"):
+        return
+    Profile = apps.get_model("approvals", "Profile")  # by name: processes never imports approvals
+    User = get_user_model()
+    people = {u.username: u for u in User.objects.filter(username__in=[*DEMO_DIRECTORY, "fiona"])}
+    for username, (manager, department, title) in DEMO_DIRECTORY.items():
+        if username in people and not Profile.objects.filter(user=people[username]).exists():
+            Profile.objects.create(user=people[username], manager=people.get(manager) if manager else None,
+                                   department=department, title=title)
 
 
 def demo_definitions() -> list[str]:
@@ -92,5 +119,7 @@ def demo_instances() -> int:
     services.task_complete(human_task_id=_open(contract, "finance_review").pk, actor=fiona,
                            data={"decision": "approve"}, decision="approve")
     start(process_key="rejection_loop", actor=alice, business_key="PR-33", data={"item": "Desk chair", "price": 240})
+    start(process_key="board_approval", actor=alice, business_key="BOARD-1",  # a 2-of-3 vote of Board
+          data={"proposal": "Open an office in Lyon", "budget": 250000})
     start(process_key="failing_service", actor=alice, business_key="INV-SYNC-1", data={"number": 42})
     return ProcessInstance.objects.count()

@@ -8,6 +8,8 @@ cannot race. A check refuses by raising a ``core.errors.BatonError``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import logging
+from datetime import datetime
 from typing import Any, Callable
 
 from .models import HumanTask, ProcessInstance
@@ -80,3 +82,30 @@ def tasks_opening(run: Any, tasks: list[HumanTask]) -> None:
 def command_finished(run: Any, entries: list) -> None:
     for listener in tuple(_COMMAND_FINISHED):
         listener(run, entries)
+
+
+# Sweep listeners: other apps add periodic work to the sweeper (approvals sends due-date
+# reminders). Each runs once per sweep, outside any instance lock; a failing listener
+# is logged and never stops the sweep or the other listeners.
+SweepListener = Callable[[datetime], Any]
+_SWEEP: list[SweepListener] = []
+log = logging.getLogger("baton.hooks")
+
+
+def on_sweep(listener: SweepListener) -> SweepListener:
+    """Register ``listener(now)`` to run at every sweep (idempotent; usable as a decorator)."""
+    if listener not in _SWEEP:
+        _SWEEP.append(listener)
+    return listener
+
+
+def swept(now: datetime) -> int:
+    """Run every sweep listener; return how many ran without raising."""
+    ok = 0
+    for listener in tuple(_SWEEP):
+        try:
+            listener(now)
+            ok += 1
+        except Exception:  # noqa: BLE001 - isolate listeners from the sweep
+            log.exception("sweep listener %s failed", getattr(listener, "__qualname__", listener))
+    return ok

@@ -114,6 +114,8 @@ def job_execute(*, job_id: int) -> str:
         from .webhooks import webhook_job_run
 
         return webhook_job_run(job=job)
+    if job.instance_id is None:  # a connector call that belongs to no instance (a notification e-mail)
+        return _standalone_run(job)
     log.info("job %s %s attempt %s for instance %s", job.pk, job.connector, job.attempt, job.instance_id,
              extra={"job_id": job.pk, "instance_id": job.instance_id, "task_id": job.task_id,
                     "element_id": job.element_id, "attempt": job.attempt})
@@ -129,6 +131,22 @@ def job_execute(*, job_id: int) -> str:
     return "done"
 
 
+def _standalone_run(job: Job) -> str:
+    """Run a claimed connector job that belongs to no instance: done, or retried with backoff, never an incident."""
+    from .messages import event_job_fail
+
+    try:
+        result = _call(job)
+    except Exception as exc:  # noqa: BLE001 - every connector error is recorded on the job
+        event_job_fail(job_id=job.pk, attempt=job.attempt, error_type=exc.__class__.__name__,
+                       message=str(exc) or exc.__class__.__name__,
+                       traceback_text="".join(traceback.format_exception_only(exc)))
+        return "failed"
+    Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING, attempt=job.attempt).update(
+        status=JobStatus.DONE, result=result, last_error="", lease_expires_at=None, updated_at=timezone.now())
+    return "done"
+
+
 def jobs_recover_expired(*, now: datetime | None = None) -> list[int]:
     """Requeue running jobs whose lease expired (their worker died); return their ids."""
     from . import services
@@ -136,11 +154,12 @@ def jobs_recover_expired(*, now: datetime | None = None) -> list[int]:
 
     now = now or timezone.now()
     expired = list(Job.objects.filter(status=JobStatus.RUNNING, lease_expires_at__lt=now).values_list(
-        "pk", "attempt", "kind"))
-    for job_id, attempt, kind in expired:
-        fail = event_job_fail if kind in (*EVENT_JOB_KINDS, WEBHOOK_JOB_KIND) else services.job_fail
+        "pk", "attempt", "kind", "instance_id"))
+    for job_id, attempt, kind, instance_id in expired:
+        standalone = kind in (*EVENT_JOB_KINDS, WEBHOOK_JOB_KIND) or instance_id is None
+        fail = event_job_fail if standalone else services.job_fail
         fail(
             job_id=job_id, attempt=attempt, error_type="LeaseExpired",
             message="the worker running this job stopped before reporting back", traceback_text="", retry_now=True,
         )
-    return [job_id for job_id, _, _ in expired]
+    return [job_id for job_id, _, _, _ in expired]

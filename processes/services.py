@@ -113,12 +113,14 @@ def task_complete(
     data: dict[str, Any] | None = None,
     decision: str = "",
     reason: str = "",
+    details: dict[str, Any] | None = None,
 ) -> HumanTask:
     """Complete a person's task with form data (and an optional decision), then advance.
 
     The decision is also stored under ``decisions[<element id>]`` so parallel
     branches never overwrite each other's decision at a join (SpiffWorkflow's
-    merge is last-writer-wins on plain keys).
+    merge is last-writer-wins on plain keys). ``details`` adds fields to that
+    record (e.g. ``approvals.voting`` puts the vote tally there).
     """
     if data is not None and not isinstance(data, dict):
         raise ValidationError("task data must be a JSON object")
@@ -144,6 +146,7 @@ def task_complete(
                 "outcome": decision,
                 "by": getattr(actor, "username", "") or "",
                 "reason": reason,
+                **(details or {}),
             }
             data["decisions"] = decisions
         runtime.complete_human_task(run.workflow, human_task.task_id, data)

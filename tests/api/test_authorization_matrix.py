@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 
+from approvals.models import Notification, StandIn
 from processes.models import Incident, ProcessInstance, WebhookSubscription
 
 from .conftest import sample_files, start_expense
@@ -61,6 +63,14 @@ TABLE: dict[tuple[str, str], dict[str, int]] = {
     # delegate to finance: a candidate of the unclaimed task, or an operator / admin.
     ("/api/v1/tasks/{task_id}/delegate/", "post"): row(401, 404, 404, 200, 403, 200, 200),
     ("/api/v1/tasks/{task_id}/decide/", "post"): row(401, 404, 404, 403, 403, 403, 200),
+    # reassign (to finance, with a reason): operators and admins; the assignee's directory manager too, but
+    # T is unclaimed, so a candidate (manager) or an auditor who sees it gets 403.
+    ("/api/v1/tasks/{task_id}/reassign/", "post"): row(401, 404, 404, 200, 403, 200, 403),
+    # stand-ins: everyone lists and sets their own; S (manager away, finance stands in) may be ended by
+    # the manager, an operator or an admin; anyone else gets 404.
+    ("/api/v1/stand-ins/", "get"): EVERYONE,
+    ("/api/v1/stand-ins/", "post"): row(401, 201, 201, 201, 201, 201, 201),
+    ("/api/v1/stand-ins/{standin_id}/end/", "post"): row(401, 404, 404, 200, 404, 200, 200),
     ("/api/v1/incidents/", "get"): OPERATORS,
     ("/api/v1/incidents/{incident_id}/retry/", "post"): row(401, 403, 403, 409, 403, 409, 403),
     ("/api/v1/incidents/{incident_id}/skip/", "post"): row(401, 403, 403, 409, 403, 409, 403),
@@ -78,6 +88,11 @@ TABLE: dict[tuple[str, str], dict[str, int]] = {
     ("/api/v1/webhooks/{subscription_id}/", "get"): OPERATORS,
     ("/api/v1/webhooks/{subscription_id}/", "patch"): OPERATORS,
     ("/api/v1/webhooks/{subscription_id}/", "delete"): row(401, 403, 403, 204, 403, 204, 403),
+    # notifications: everyone reads their own; notification N is the manager's (new task), and
+    # nobody else - not even an admin - may touch it (404, as if it did not exist).
+    ("/api/v1/notifications/", "get"): EVERYONE,
+    ("/api/v1/notifications/read-all/", "post"): EVERYONE,
+    ("/api/v1/notifications/{notification_id}/read/", "post"): row(401, 404, 404, 404, 404, 404, 200),
 }
 
 
@@ -91,6 +106,10 @@ def _body(path: str, method: str):
         return {"files": sample_files()}, "multipart"
     if path == "/api/v1/instances/" and method == "post":
         return {"process_key": "expense_approval", "data": {"employee": "x", "amount": 10, "category": "it"}}, "json"
+    if path.endswith("/reassign/"):
+        return {"to_user": "finance", "reason": "balance the load"}, "json"
+    if path == "/api/v1/stand-ins/" and method == "post":
+        return {"stand_in": "other", "reason": "holiday"}, "json"
     if path.endswith("/delegate/"):
         return {"to_user": "finance", "reason": "away"}, "json"
     if path in ("/api/v1/messages/", "/api/v1/signals/"):
@@ -120,9 +139,11 @@ def world(clients, users, published):
     incident = Incident.objects.create(instance=instance, error_type="Boom", message="fixture incident")
     subscription = WebhookSubscription.objects.create(owner=users["operator"], url="http://127.0.0.1:9/hook",
                                                       secret="s", events=["*"])
+    standin = StandIn.objects.create(user=users["manager"], stand_in=users["finance"], starts_at=timezone.now())
+    notice = Notification.objects.get(user=users["manager"], task_id=started["open_tasks"][0]["id"])
     return {"process_key": "expense_approval", "instance_id": instance.pk,
             "task_id": started["open_tasks"][0]["id"], "incident_id": incident.pk,
-            "subscription_id": subscription.pk}
+            "subscription_id": subscription.pk, "standin_id": standin.pk, "notification_id": notice.pk}
 
 
 @pytest.mark.django_db

@@ -140,3 +140,59 @@ def test_parallel_approvals_through_task_decide(users, tmp_path):
     assert instance.data["decisions"]["legal_review"]["outcome"] == "approve"
     assert instance.data["decisions"]["finance_review"]["outcome"] == "reject"
     assert instance.data["outcome"] == "rejected"
+
+
+def _loop_once(users, tmp_path, properties):
+    from django.contrib.auth.models import Group
+
+    upload_variant("rejection_loop", tmp_path, process_properties=properties)
+    users["max"].groups.add(Group.objects.get_or_create(name="Approvers")[0])
+    instance = _start("rejection_loop", users["alice"], {"item": "desk", "price": 100})
+    submit = {"item": "desk", "price": 100, "justification": "back pain"}
+    task_decide(human_task_id=open_task(instance, "submit_request").pk, actor=users["alice"], data=submit)
+    task_decide(human_task_id=open_task(instance, "review_request").pk, actor=users["mike"],
+                data={"decision": "request_changes", "reason": "cheaper model?"})
+    # the requester re-submits: her task is no approval step, so approveOnce never counts it
+    task_decide(human_task_id=open_task(instance, "submit_request").pk, actor=users["alice"], data=submit)
+    return instance, open_task(instance, "review_request")
+
+
+def test_approve_once_refuses_the_same_step_again_in_a_loop(users, tmp_path):
+    instance, review = _loop_once(users, tmp_path, {"baton:approveOnce": "true"})
+    with pytest.raises(PermissionDenied) as denied:
+        task_decide(human_task_id=review.pk, actor=users["mike"], data={"decision": "approve"})
+    assert denied.value.details["rules"] == ["approveOnce"]
+    assert "already approved 'Review request'" in denied.value.message
+    assert AuditEvent.objects.get(instance=instance, command="sod_denied").payload["rules"] == ["approveOnce"]
+    grant_override(users["mike"])
+    task_decide(human_task_id=review.pk, actor=fresh(users["mike"]), data={"decision": "approve"},
+                override_reason="only approver in the office")
+    override = AuditEvent.objects.get(instance=instance, command="sod_override")
+    assert override.payload["rules"] == ["approveOnce"]
+    instance.refresh_from_db()
+    assert instance.status == InstanceStatus.COMPLETED
+
+
+def test_approve_once_lets_another_approver_decide_the_loop(users, tmp_path):
+    instance, review = _loop_once(users, tmp_path, {"baton:approveOnce": "true"})
+    task_decide(human_task_id=review.pk, actor=fresh(users["max"]), data={"decision": "approve"})
+    instance.refresh_from_db()
+    assert instance.status == InstanceStatus.COMPLETED
+
+
+def test_distinct_approvers_alone_allows_the_same_step_again(users, tmp_path):
+    instance, review = _loop_once(users, tmp_path, {"baton:distinctApprovers": "true"})
+    task_decide(human_task_id=review.pk, actor=users["mike"], data={"decision": "approve"})
+    instance.refresh_from_db()
+    assert instance.status == InstanceStatus.COMPLETED
+
+
+def test_approve_once_holds_for_the_person_a_stand_in_represents(users, tmp_path):
+    from approvals.people import standin_set
+
+    instance, review = _loop_once(users, tmp_path, {"baton:approveOnce": "true"})
+    standin_set(actor=users["mike"], user=users["mike"], stand_in=users["eve"])
+    with pytest.raises(PermissionDenied) as denied:  # eve would approve a second time for mike
+        task_decide(human_task_id=review.pk, actor=users["eve"], data={"decision": "approve"})
+    assert denied.value.details["rules"] == ["approveOnce"]
+    assert "mike (whom you stand in for)" in denied.value.message

@@ -121,3 +121,48 @@ def test_completed_task_cannot_be_claimed_or_decided_again(users, expense):
         with pytest.raises(Conflict) as again:
             call()
         assert again.value.code == "task_not_open"
+
+
+def test_reassign_by_the_assignees_manager_or_an_operator(users, expense):
+    from approvals.people import profile_of
+    from approvals.services import task_reassign
+
+    mike, sue, max_ = users["mike"], users["sue"], users["max"]
+    profile = profile_of(mike)
+    profile.manager = users["fiona"]  # fiona manages mike in the directory but is no Manager candidate
+    profile.save()
+    task = open_task(expense, "manager_approval")
+    with pytest.raises(NotFound):  # unassigned: fiona does not see it
+        task_reassign(human_task_id=task.pk, actor=users["fiona"], to_user=max_, reason="balance")
+    from approvals.selectors import instances_for, tasks_for
+
+    assert not instances_for(user=users["fiona"]).exists()
+    task_claim(human_task_id=task.pk, actor=mike)
+    assert instances_for(user=users["fiona"]).get() == expense  # her report holds a task in it...
+    assert list(tasks_for(user=users["fiona"])) == []  # ...but her inbox stays hers
+    with pytest.raises(PermissionDenied) as denied:  # a fellow candidate may not take over mike's claim
+        task_reassign(human_task_id=task.pk, actor=sue, to_user=sue, reason="mine now")
+    assert denied.value.code == "not_permitted"
+    with pytest.raises(ValidationError) as no_reason:
+        task_reassign(human_task_id=task.pk, actor=users["fiona"], to_user=max_, reason="  ")
+    assert no_reason.value.details[0]["field"] == "reason"
+    with pytest.raises(ValidationError):
+        users["eve"].is_active = False
+        users["eve"].save()
+        task_reassign(human_task_id=task.pk, actor=users["fiona"], to_user=users["eve"], reason="x")
+    with pytest.raises(Conflict):
+        task_reassign(human_task_id=task.pk, actor=users["fiona"], to_user=mike, reason="x")
+    task = task_reassign(human_task_id=task.pk, actor=users["fiona"], to_user=max_, reason="mike is overloaded")
+    assert task.assignee == max_
+    delegation = Delegation.objects.get(task=task)
+    assert (delegation.kind, delegation.from_user, delegation.to_user, delegation.by_user) == (
+        "reassign", mike, max_, users["fiona"])
+    event = AuditEvent.objects.filter(instance=expense, command="task_reassign").get()
+    assert event.actor == users["fiona"]
+    assert event.payload == {"from": "mike", "to": "max", "reason": "mike is overloaded"}
+    with pytest.raises(NotFound):  # max is not her report: she no longer sees the task
+        task_reassign(human_task_id=task.pk, actor=users["fiona"], to_user=mike, reason="back")
+    assert not instances_for(user=users["fiona"]).exists()
+    task_reassign(human_task_id=task.pk, actor=users["oscar"], to_user=mike, reason="back to mike")
+    task.refresh_from_db()
+    assert task.assignee == mike and commands(expense)[-1] == "task_reassign"

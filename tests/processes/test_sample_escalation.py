@@ -5,6 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import time_machine
+from django.core import mail
 
 from processes import jobs, services
 from processes.models import AuditEvent, HumanTaskStatus, Job, JobStatus
@@ -37,7 +38,9 @@ def test_unanswered_manager_approval_escalates_by_email_after_two_days(alice, bo
         assert "alice" in job.params["subject"] and "300" in job.params["body"]
         assert jobs.job_execute(job_id=job.pk) == "done"
         job.refresh_from_db()
-        assert job.status == JobStatus.DONE and job.result["recorded"] is True
+        assert job.status == JobStatus.DONE and job.result["sent"] == 1
+        assert [m.to for m in mail.outbox] == [["finance@example.com"]]  # the test settings' locmem backend
+        assert mail.outbox[0].subject == job.params["subject"]
 
         manager = instance.human_tasks.get(element_id="manager_approval")
         assert manager.status == HumanTaskStatus.OPEN  # non-interrupting: the manager can still decide
