@@ -155,3 +155,13 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} for {self.user_id}: {self.title}"
+
+
+class TaskReminder(models.Model):
+    """Marks an open task whose reminders went out, so the sweeper's due-task window moves past it."""
+
+    task = models.OneToOneField(HumanTask, primary_key=True, on_delete=models.CASCADE, related_name="reminder")
+    sent_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"reminders for task {self.task_id} sent {self.sent_at:%Y-%m-%d %H:%M}"

@@ -44,7 +44,7 @@ from processes.jobs import seconds_from
 from processes.models import HumanTask, HumanTaskStatus, Job, ProcessInstance
 from processes.nudge import nudge_on_commit
 
-from .models import Notification, NotificationKind
+from .models import Notification, NotificationKind, TaskReminder
 
 log = logging.getLogger("baton.notifications")
 KINDS = [(kind.value, kind.label) for kind in NotificationKind]
@@ -247,40 +247,32 @@ def _decision_notice(run: Any, entry: Any, label: str) -> Notice:
 def reminders_send(now: datetime | None = None, *, limit: int = 500) -> int:
     """Remind each person of an open task due within ``BATON_REMINDER_BEFORE`` (or overdue), once.
 
-    "Once" per (task, person): a reminder notice or a reminder e-mail job
-    (idempotency key ``remind:<task>:<user>``) already there means done. Runs
-    from the sweeper (one sweeper at a time); a concurrent duplicate e-mail
-    hits the job key's unique constraint and rolls the batch back.
+    "Once" per task: a ``TaskReminder`` row marks a task whose people were
+    reminded, so overdue tasks never crowd newer ones out of the ``limit``
+    window (people who join its groups later get no reminder). Runs from the
+    sweeper; a concurrent sweeper's batch hits the ``TaskReminder`` primary key
+    (or an e-mail job's idempotency key ``remind:<task>:<user>``) and rolls
+    back whole.
     """
     now = now or timezone.now()
     ahead = timedelta(seconds=seconds_from(getattr(settings, "BATON_REMINDER_BEFORE", "P1D")) or 0)
-    tasks = list(HumanTask.objects.filter(status=HumanTaskStatus.OPEN, due_at__isnull=False, due_at__lte=now + ahead)
+    tasks = list(HumanTask.objects.filter(status=HumanTaskStatus.OPEN, due_at__lte=now + ahead, reminder__isnull=True)
                  .select_related("instance__definition").order_by("due_at", "id")[:limit])
     if not tasks:
         return 0
     ids, names, groups = _needs(tasks)
     people = people_resolve(user_ids=ids, usernames=names, groups=groups)
-    wanted = [(person, task) for task in tasks for person in task_people(task, people)]
-    if not wanted:
-        return 0
-    keys = {f"remind:{task.pk}:{person.pk}" for person, task in wanted}
-    done = {f"remind:{t}:{u}" for t, u in Notification.objects.filter(
-        kind=NotificationKind.REMINDER, task__in=tasks).values_list("task_id", "user_id")}
-    done |= set(Job.objects.filter(idempotency_key__in=keys).values_list("idempotency_key", flat=True))
     pairs = []
-    for person, task in wanted:
+    for person, task in ((person, task) for task in tasks for person in task_people(task, people)):
         key = f"remind:{task.pk}:{person.pk}"
-        if key in done:
-            continue
         when = "is overdue" if task.due_at <= now else f"is due {timezone.localtime(task.due_at):%Y-%m-%d %H:%M}"
         label = _label(task.instance)
         pairs.append((person, Notice(NotificationKind.REMINDER, f"Reminder: {task.name or task.element_id} {when}",
                                      f"{task.name or task.element_id} of {label} {when}.", _task_url(task), task,
                                      task.instance, email_key=key)))
-    if not pairs:
-        return 0
     try:
         with transaction.atomic():
+            TaskReminder.objects.bulk_create([TaskReminder(task=task, sent_at=now) for task in tasks])
             deliver(pairs, now=now)
     except IntegrityError:
         log.info("another sweeper sent these reminders")

@@ -208,6 +208,9 @@ BATON_BASE_URL = env.str("BATON_BASE_URL", default="http://localhost:8000")
 BATON_EMAIL_MAX_ATTEMPTS = env.int("BATON_EMAIL_MAX_ATTEMPTS", default=6)
 # A reminder goes out once per (task, person) when the due date is this close (ISO-8601 or seconds).
 BATON_REMINDER_BEFORE = env.str("BATON_REMINDER_BEFORE", default="P1D")
+# Task attachments: stored in the default storage (MEDIA_ROOT), outside task data; larger files are refused.
+BATON_ATTACHMENT_MAX_BYTES = env.int("BATON_ATTACHMENT_MAX_BYTES", default=10 * 1024 * 1024)
+MEDIA_ROOT = env.path("BATON_MEDIA_ROOT", default=str(VAR_DIR / "files"))
 
 # Celery: at-least-once with idempotent effects (see docs/operations.md).
 # Without a broker the embedded in-process worker runs jobs (make run).

@@ -91,7 +91,8 @@ class HumanTask(models.Model):
     class Meta:
         ordering = ["-id"]
         constraints = [models.UniqueConstraint(fields=["instance", "task_id"], name="human_task_unique")]
-        indexes = [models.Index(fields=["status", "element_id"], name="human_task_status_idx")]
+        indexes = [models.Index(fields=["status", "element_id"], name="human_task_status_idx"),
+                   models.Index(fields=["status", "due_at"], name="human_task_due_idx")]
 
     def __str__(self) -> str:
         return f"{self.name or self.element_id} ({self.status})"

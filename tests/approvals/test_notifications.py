@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from approvals import services as approvals
 from approvals.models import Notification, Profile
+from approvals.notifications import reminders_send
 from processes import jobs, services
 from processes.models import HumanTask, Job, JobStatus
 from processes.sweeper import sweep
@@ -174,6 +175,18 @@ def test_reminder_by_email_only_is_also_sent_once(people):
         sweep(nudge_due=False)
     assert "mike" not in notified("reminder")
     assert email_jobs(params__to=["mike@example.com"], idempotency_key__startswith="remind:").count() == 1
+
+
+def test_reminded_overdue_tasks_do_not_crowd_newer_ones_out_of_the_batch(people):
+    first = open_task(start(people["alice"], key="EXP-1"), "manager_approval")
+    second = open_task(start(people["alice"], key="EXP-2"), "manager_approval")
+    HumanTask.objects.filter(pk=first.pk).update(due_at=T0 - timedelta(days=30))
+    HumanTask.objects.filter(pk=second.pk).update(due_at=T0)
+    assert reminders_send(T0 + timedelta(hours=1), limit=1) == 3  # the oldest task, to its three managers
+    assert reminders_send(T0 + timedelta(hours=1), limit=1) == 3  # then the next one, not the oldest again
+    assert reminders_send(T0 + timedelta(hours=1), limit=1) == 0
+    reminded = Notification.objects.filter(kind="reminder")
+    assert sorted({n.task_id for n in reminded}) == sorted([first.pk, second.pk]) and reminded.count() == 6
 
 
 def test_email_job_is_retried_after_a_backend_failure(people):
