@@ -9,6 +9,8 @@ held longer than the lock timeout gives ``Busy`` (409, retry later).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, Iterator
@@ -106,6 +108,17 @@ def instance_start(
     return instance
 
 
+SEEN_MAX_BYTES = 64 * 1024
+
+
+def _seen(shown: dict[str, Any]) -> dict[str, Any]:
+    """What the task showed its person: its data before completion, or that data's hash and size when large."""
+    text = json.dumps(jsonable(shown), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if len(text) <= SEEN_MAX_BYTES:
+        return {"data": json.loads(text)}
+    return {"sha256": hashlib.sha256(text.encode()).hexdigest(), "bytes": len(text)}
+
+
 def task_complete(
     *,
     human_task_id: int,
@@ -120,7 +133,9 @@ def task_complete(
     The decision is also stored under ``decisions[<element id>]`` so parallel
     branches never overwrite each other's decision at a join (SpiffWorkflow's
     merge is last-writer-wins on plain keys). ``details`` adds fields to that
-    record (e.g. ``approvals.voting`` puts the vote tally there).
+    record (e.g. ``approvals.voting`` puts the vote tally there). The audit
+    event keeps what was submitted and, under ``seen``, the data the task
+    presented (``_seen``).
     """
     if data is not None and not isinstance(data, dict):
         raise ValidationError("task data must be a JSON object")
@@ -140,8 +155,10 @@ def task_complete(
         _require_active(instance)
         hooks.run_checks(hooks.Command("task_complete", instance, actor, human_task, data, decision))
         run = CommandRun.begin(instance, _load(instance), actor=actor)
+        shown = runtime.find_task(run.workflow, human_task.task_id).data
+        seen = _seen(shown)
         if decision:
-            decisions = dict(runtime.find_task(run.workflow, human_task.task_id).data.get("decisions") or {})
+            decisions = dict(shown.get("decisions") or {})
             decisions[human_task.element_id] = {
                 "outcome": decision,
                 "by": getattr(actor, "username", "") or "",
@@ -159,7 +176,7 @@ def task_complete(
         human_task.submitted = data
         human_task.save(update_fields=["status", "completed_by", "completed_at", "decision", "submitted"])
         run.completed_task_ids.add(human_task.task_id)
-        payload = {"data": data, "decision": decision, "reason": reason}
+        payload = {"data": data, "decision": decision, "reason": reason, "seen": seen}
         run.finish(
             [AuditEntry("task_complete", task_id=human_task.task_id, element_id=human_task.element_id, payload=payload)],
             failure=failure,

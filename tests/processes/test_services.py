@@ -1,6 +1,9 @@
 """Service-layer commands on real diagrams: start, complete, cancel, suspend, resume, incidents."""
 from __future__ import annotations
 
+import hashlib
+import json
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -46,6 +49,19 @@ def test_single_user_task_runs_to_completion_with_audit_and_activity(deploy, ali
     commands = list(AuditEvent.objects.filter(instance=instance).order_by("seq").values_list("command", flat=True))
     assert commands == ["instance_start", "task_complete", "instance_complete"]
     assert instance.audit_seq == 3
+    completed = AuditEvent.objects.get(instance=instance, command="task_complete").payload
+    assert completed["data"]["note"] == "ok" and completed["decision"] == "approve"
+    assert completed["seen"] == {"data": {"request": "laptop"}}  # what the task showed, before the answer
+
+
+def test_large_task_data_is_kept_in_the_audit_as_its_hash(deploy, alice):
+    deploy(ENGINE / "single_user_task.bpmn")
+    big = "x" * (services.SEEN_MAX_BYTES + 1)
+    instance = services.instance_start(process_key="single_user_task", actor=alice, data={"request": big})
+    services.task_complete(human_task_id=open_task(instance, "approve").pk, actor=alice)
+    seen = AuditEvent.objects.get(instance=instance, command="task_complete").payload["seen"]
+    text = json.dumps({"request": big}, sort_keys=True, separators=(",", ":"))
+    assert seen == {"sha256": hashlib.sha256(text.encode()).hexdigest(), "bytes": len(text)}
     activities = list(Activity.objects.filter(instance=instance).order_by("id").values_list("element_id", "state"))
     assert ("approve", "done") in activities
     assert all(state == "done" for _, state in activities)
