@@ -280,3 +280,12 @@ def test_audit_verify_names_the_broken_chain_and_seq(users, tamper):
     body = client_for(users["admin"]).post("/audit/verify/").content.decode()
     assert "Chain verification FAILED" in body
     assert f"<code>{event.chain}</code>, seq {event.seq}" in body
+
+
+def test_refusals_are_pages_of_the_site_that_say_why(users):
+    refused = client_for(users["eve"]).get("/audit/")
+    assert refused.status_code == 403
+    text = refused.content.decode()
+    assert "<h1>Not allowed</h1>" in text and 'href="/"' in text and "Log out eve" in text
+    missing = client_for(users["eve"]).get("/instances/987654/")
+    assert missing.status_code == 404 and "<h1>Not found</h1>" in missing.content.decode()
