@@ -10,10 +10,11 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers
 from rest_framework.response import Response
 
+from approvals.diagram import diagram_state
 from bpmn.selectors import definition_get
 from core.errors import PermissionDenied
 from processes import services
-from processes.models import ActivityState, InstanceStatus, ProcessInstance
+from processes.models import InstanceStatus, ProcessInstance
 
 from .errors import errors
 from .idempotency import PARAMETER as IDEMPOTENCY_KEY
@@ -221,20 +222,14 @@ class DiagramStateSerializer(serializers.Serializer):
 
 
 class InstanceDiagramStateView(generics.GenericAPIView):
-    """Element ids to highlight on the diagram: active, done and failed (from Activity rows)."""
+    """Element ids to highlight on the diagram: active, done and failed (from the engine's task tree)."""
 
     serializer_class = DiagramStateSerializer
 
     @extend_schema(responses={200: DiagramStateSerializer, **errors(404)})
     def get(self, request, instance_id: int):
         instance = _visible(request, instance_id)
-        state: dict[str, list[str]] = {"active": [], "done": [], "failed": []}
-        names = {ActivityState.ACTIVE: "active", ActivityState.DONE: "done", ActivityState.FAILED: "failed"}
-        for element_id, value in instance.activities.order_by("id").values_list("element_id", "state"):
-            bucket = state.get(names.get(value, ""))
-            if bucket is not None and element_id not in bucket:
-                bucket.append(element_id)
-        return Response(DiagramStateSerializer(state).data)
+        return Response(DiagramStateSerializer(diagram_state(instance=instance)).data)
 
 
 def _valid(serializer_class, request) -> dict:

@@ -1,11 +1,131 @@
-"""What the diagram viewer highlights: element ids that are done, active or failed."""
+"""What the diagram viewer highlights: element ids that are done, active or failed.
+
+Marks come from the instance's whole SpiffWorkflow task tree, not from the
+activity log alone, so that a loop (an element done in an earlier round and
+open again) shows as active and both branches of a parallel split show as
+active at once. Loading the state costs one decompress + restore of the task
+tree per page view (a few ms for an approval process); when the state cannot
+be loaded (e.g. an envelope of another serializer version) the activity log
+is the fallback.
+"""
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.urls import reverse
+from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent
+from SpiffWorkflow.util.task import TaskState
 
-def diagram_marks(instance: Any) -> dict[str, str]:
-    """Comma-separated element ids per state, for the ``#diagram`` element's data attributes."""
-    acts = list(instance.activities.all())
-    return {"active": ",".join(a.element_id for a in acts if a.state == "active"),
-            "done": ",".join(a.element_id for a in acts if a.state == "done")}
+from bpmn.models import ProcessDefinition
+from core.errors import BatonError
+from processes.engine.serializer import state_loads
+from processes.models import ActivityState, IncidentStatus, ProcessInstance
+from processes.selectors import definition_specs
+
+log = logging.getLogger("baton.diagram")
+
+STATES = ("active", "done", "failed")
+LABELS = {"active": "Active", "failed": "Failed", "done": "Done"}
+_ACTIVE = TaskState.READY | TaskState.WAITING | TaskState.STARTED
+
+
+def _states_from_tree(instance: ProcessInstance) -> dict[str, set[int]]:
+    """Return every engine state each BPMN element is in (element id -> states); raises if unloadable."""
+    workflow = state_loads(instance.state, definition_id=instance.definition_id,
+                           specs=definition_specs(instance.definition))
+    seen: dict[str, set[int]] = {}
+    for task in workflow.get_tasks(state=_ACTIVE | TaskState.COMPLETED | TaskState.ERROR):
+        spec = task.task_spec
+        if spec.bpmn_id is None:
+            continue
+        if isinstance(spec, BoundaryEvent) and task.state != TaskState.COMPLETED:
+            continue  # an armed boundary event is not a step anyone works on; it shows once it fires
+        seen.setdefault(spec.bpmn_id, set()).add(task.state)
+    return seen
+
+
+def _states_from_log(instance: ProcessInstance) -> dict[str, set[int]]:
+    as_engine = {ActivityState.ACTIVE: TaskState.READY, ActivityState.DONE: TaskState.COMPLETED,
+                 ActivityState.FAILED: TaskState.ERROR}
+    seen: dict[str, set[int]] = {}
+    for element_id, state in instance.activities.values_list("element_id", "state"):
+        if state in as_engine:
+            seen.setdefault(element_id, set()).add(as_engine[state])
+    return seen
+
+
+def diagram_state(*, instance: ProcessInstance) -> dict[str, list[str]]:
+    """Return the element ids to mark, per state: ``active``, ``done`` and ``failed`` (each sorted).
+
+    An element is failed if it has an open incident or a task in ERROR;
+    otherwise active if any of its tasks is READY, WAITING or STARTED;
+    otherwise done if it completed at least once. Each id is in one list only.
+    """
+    try:
+        seen = _states_from_tree(instance)
+    except (BatonError, ValueError, KeyError, TypeError) as exc:
+        log.warning("diagram of instance %s from the activity log: %s", instance.pk, exc)
+        seen = _states_from_log(instance)
+    failed = {element_id for element_id, states in seen.items() if TaskState.ERROR in states}
+    failed |= set(instance.incidents.filter(status=IncidentStatus.OPEN).exclude(element_id="")
+                  .values_list("element_id", flat=True))
+    active = {e for e, states in seen.items() if any(s & _ACTIVE for s in states)} - failed
+    done = {e for e, states in seen.items() if TaskState.COMPLETED in states} - failed - active
+    return {"active": sorted(active), "done": sorted(done), "failed": sorted(failed)}
+
+
+def _names(definition: ProcessDefinition, element_ids: list[str]) -> list[str]:
+    elements = definition.elements or {}
+    return [(elements.get(e) or {}).get("name") or e for e in element_ids]
+
+
+def _marks(state: dict[str, list[str]], definition: ProcessDefinition, xml_url: str, *,
+           instance: bool) -> dict[str, Any]:
+    marks: dict[str, Any] = {key: ",".join(state[key]) for key in STATES}
+    marks["xml_url"], marks["instance"] = xml_url, instance
+    marks["legend"] = [{"state": key, "label": LABELS[key], "names": _names(definition, state[key])}
+                       for key in ("active", "failed", "done") if state[key]]
+    return marks
+
+
+def diagram_marks(instance: ProcessInstance) -> dict[str, Any]:
+    """Return the ``diagram`` context of ``_diagram.html`` for an instance.
+
+    ``active`` / ``done`` / ``failed`` are comma-separated element ids (the
+    ``#diagram`` element's data attributes), ``xml_url`` is where the viewer
+    fetches the BPMN XML, ``legend`` lists element names per state in text.
+    """
+    return _marks(diagram_state(instance=instance), instance.definition,
+                  reverse("instance_diagram_xml", args=[instance.pk]), instance=True)
+
+
+def definition_marks(definition: ProcessDefinition) -> dict[str, Any]:
+    """Return the ``diagram`` context for a definition alone: no marks, only its XML URL."""
+    return _marks({key: [] for key in STATES}, definition, reverse("definition_diagram_xml", args=[definition.pk]),
+                  instance=False)
+
+
+def instance_xml_for(*, user: Any, instance_id: int) -> str:
+    """Return the BPMN XML of the definition version the instance runs on; ``NotFound`` if not visible."""
+    from .selectors import instance_get_for
+
+    return instance_get_for(user=user, instance_id=instance_id).definition.bpmn_xml
+
+
+def definition_get_for(*, user: Any, definition_id: int) -> ProcessDefinition:
+    """Return a definition its diagram may be shown to: designers, operators, auditors, admins and
+    the people allowed to start it; ``NotFound`` (as for a missing one) for anyone else."""
+    from core.errors import NotFound
+
+    from .selectors import group_names, roles_of, starters_of
+
+    definition = ProcessDefinition.objects.filter(pk=definition_id).first()
+    roles = roles_of(user)
+    if definition is not None and roles:
+        if roles & {"designer", "operator", "auditor", "admin"}:
+            return definition
+        groups, users = starters_of(definition)
+        if (not groups and not users) or user.get_username() in users or set(groups) & set(group_names(user)):
+            return definition
+    raise NotFound(f"definition {definition_id} does not exist")

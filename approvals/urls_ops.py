@@ -7,7 +7,6 @@ urlpatterns = [
     path("definitions/", views_ops.definitions, name="definitions"),
     path("definitions/upload/", views_ops.definition_upload, name="definition_upload"),
     path("definitions/<int:pk>/", views_ops.definition_detail, name="definition_detail"),
-    path("definitions/<int:pk>/xml/", views_ops.definition_xml, name="definition_xml"),
     path("instances/", views_ops.instances, name="instances"),
     re_path(r"^instances/(?P<pk>[0-9]+)/(?P<action>cancel|suspend|resume)/$", views_ops.instance_action,
             name="instance_action"),

@@ -1,17 +1,21 @@
-"""The instance page: status, diagram with done / active / failed steps, timeline, data."""
+"""The instance page: status, diagram with done / active / failed steps, timeline, data; diagram XML."""
 from __future__ import annotations
 
 import json
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.db.models import Count
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
+from django.views.decorators.http import require_GET
 
 from core.errors import NotFound
 from processes.models import HumanTaskStatus
 
-from .diagram import diagram_marks
+from .diagram import definition_get_for, diagram_marks, instance_xml_for
 from .selectors import instance_get_for
+
+BPMN_CONTENT_TYPE = "application/xml; charset=utf-8"
 
 
 @login_required
@@ -22,9 +26,36 @@ def instance_page(request, pk):
         raise Http404("instance not found") from None
     context = {
         "instance": instance,
-        "open_tasks": instance.human_tasks.filter(status=HumanTaskStatus.OPEN).order_by("created_at"),
+        "open_tasks": instance.human_tasks.filter(status=HumanTaskStatus.OPEN)
+        .select_related("assignee").order_by("created_at"),
         "timeline": instance.activities.order_by("started_at", "id"),
+        "events": instance.audit_events.values("command").annotate(count=Count("id")).order_by("command"),
+        "history": instance.audit_events.select_related("actor").order_by("seq"),
         "data": json.dumps(instance.data, indent=2, default=str),
         "diagram": diagram_marks(instance),
     }
     return render(request, "approvals/instance.html", context)
+
+
+def _xml(xml: str) -> HttpResponse:
+    response = HttpResponse(xml, content_type=BPMN_CONTENT_TYPE)
+    response["Cache-Control"] = "private, max-age=300"  # a definition version never changes
+    return response
+
+
+@require_GET
+@login_required
+def instance_diagram_xml(request, pk):
+    try:
+        return _xml(instance_xml_for(user=request.user, instance_id=pk))
+    except NotFound:
+        raise Http404("instance not found") from None
+
+
+@require_GET
+@login_required
+def definition_diagram_xml(request, pk):
+    try:
+        return _xml(definition_get_for(user=request.user, definition_id=pk).bpmn_xml)
+    except NotFound:
+        raise Http404("definition not found") from None

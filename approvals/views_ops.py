@@ -6,7 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -19,6 +19,7 @@ from processes.audit import audit_verify_report
 from processes.models import AuditEvent, InstanceStatus, ProcessInstance
 
 from . import ops
+from .diagram import definition_marks
 from .selectors import instance_get_for
 
 
@@ -65,14 +66,7 @@ def definition_detail(request, pk):
         "elements": ops.definition_elements(definition),
         "counts": [(label, counts[value]) for value, label in InstanceStatus.choices],
         "api_xml_url": reverse("api:definition-xml", args=[definition.process_key]) + f"?version={definition.version}",
-        "diagram": {"xml_url": reverse("definition_xml", args=[definition.pk]), "active": "", "done": "",
-                    "failed": "", "legend": []}})
-
-
-@login_required
-@require_GET
-def definition_xml(request, pk):
-    return HttpResponse(_definition(request, pk).bpmn_xml, content_type="application/xml; charset=utf-8")
+        "diagram": definition_marks(definition)})
 
 
 @login_required

