@@ -6,6 +6,7 @@ from rest_framework.permissions import AllowAny
 from . import audit, definitions, incidents, instances, messages, tasks, webhooks
 from . import notifications
 from . import people
+from . import discussion
 from .errors import not_found
 
 v1 = [
@@ -27,6 +28,10 @@ v1 = [
     path("tasks/<int:task_id>/delegate/", tasks.TaskDelegateView.as_view(), name="task-delegate"),
     path("tasks/<int:task_id>/reassign/", tasks.TaskReassignView.as_view(), name="task-reassign"),
     path("tasks/<int:task_id>/decide/", tasks.TaskDecideView.as_view(), name="task-decide"),
+    path("tasks/<int:task_id>/comments/", discussion.TaskCommentListView.as_view(), name="task-comments"),
+    path("tasks/<int:task_id>/attachments/", discussion.TaskAttachmentListView.as_view(), name="task-attachments"),
+    path("tasks/<int:task_id>/attachments/<int:attachment_id>/", discussion.TaskAttachmentDownloadView.as_view(),
+         name="task-attachment"),
     path("stand-ins/", people.StandInListView.as_view(), name="stand-ins"),
     path("stand-ins/<int:standin_id>/end/", people.StandInEndView.as_view(), name="stand-in-end"),
     path("incidents/", incidents.IncidentListView.as_view(), name="incidents"),

@@ -1,105 +1,46 @@
-"""Server-rendered pages: inbox, task, start, instance. Thin: parse, call one service/selector, render."""
+"""Server-rendered pages: inbox and start (task pages: views_task), away. Thin: parse, call, render."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth import get_user_model
 from django.http import Http404
-from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
+from django.shortcuts import redirect, render
 
 from bpmn.selectors import definition_list
 from core.errors import BatonError, NotFound, ValidationError
 from processes import services as engine
-from processes.models import HumanTaskStatus
 from processes.selectors import definition_forms
 
 from . import forms_render as fr
-from . import services
 from .forms import form_validate
-from .diagram import diagram_marks
-from .selectors import can_start, task_get_for, tasks_for
+from .people import standin_end, standin_set, standins_of
+from .selectors import InboxFilters, can_start, inbox_for, standin_tasks_for
 
 TABS = (("mine", "Mine"), ("groups", "My groups"), ("done", "Done"))
+SORTS = (("due", "Due date, soonest first"), ("-due", "Due date, latest first"),
+         ("-priority", "Priority, highest first"), ("priority", "Priority, lowest first"),
+         ("-created", "Newest first"), ("created", "Oldest first"))
+DUES = (("overdue", "Overdue"), ("today", "Due today"), ("week", "Due within 7 days"))
 
 
 @login_required
 def inbox(request):
-    scope = request.GET.get("tab", "mine")
-    scope = scope if scope in dict(TABS) else "mine"
-    q = request.GET.get("q", "").strip()
-    tabs = []
-    for key, label in TABS:
-        qs = tasks_for(user=request.user, scope=key)
-        if q:
-            qs = qs.filter(instance__business_key__icontains=q)
-        tabs.append({"key": key, "label": label, "count": qs.count(), "active": key == scope})
-    tasks = tasks_for(user=request.user, scope=scope)
-    if q:
-        tasks = tasks.filter(instance__business_key__icontains=q)
-    tasks = tasks.order_by("-completed_at", "-created_at", "-id") if scope == "done" else tasks.order_by("-created_at", "-id")
-    return render(request, "approvals/inbox.html", {"tabs": tabs, "tasks": tasks[:200], "scope": scope, "q": q})
-
-
-def _task_or_404(user, pk):
-    try:
-        return task_get_for(user=user, human_task_id=pk)
-    except NotFound:
-        raise Http404("task not found") from None
-
-
-
-def _task_page(request, task, values=None, errors=None, general=(), reason="", status=200):
-    schema = task.form_schema
-    fields = fr.fields_for(schema, task.form_ui, values, errors or {}, skip=(fr.DECISION, fr.REASON))
-    instance = task.instance
-    context = {
-        "task": task, "instance": instance, "fields": fields, "decisions": fr.decision_options(schema),
-        "decision_error": (errors or {}).get(fr.DECISION, ""), "reason": reason,
-        "reason_error": (errors or {}).get(fr.REASON, ""), "general_errors": general,
-        "history": instance.audit_events.order_by("seq"), "diagram": diagram_marks(instance),
-        "is_open": task.status == HumanTaskStatus.OPEN,
-    }
-    return render(request, "approvals/task.html", context, status=status)
-
-
-@login_required
-def task_page(request, pk):
-    task = _task_or_404(request.user, pk)
-    if request.method != "POST":
-        return _task_page(request, task)
-    data = fr.data_from_post(task.form_schema, request.POST, skip=(fr.DECISION, fr.REASON))
-    reason = request.POST.get("reason", "").strip()
-    decision = request.POST.get("decision", "").strip()
-    if reason and fr.REASON in fr._properties(task.form_schema):
-        data[fr.REASON] = reason
-    try:
-        services.task_decide(human_task_id=task.pk, actor=request.user, data=data, decision=decision, reason=reason)
-    except ValidationError as exc:
-        errors, general = fr.errors_by_field(exc.details)
-        return _task_page(request, task, data, errors, general or [exc.message], reason, status=200)
-    except NotFound:
-        raise Http404("task not found") from None
-    except BatonError as exc:
-        return _task_page(request, task, data, {}, [exc.message], reason, status=200)
-    messages.success(request, f"“{task.name or task.element_id}” completed.")
-    return redirect("inbox")
-
-
-@login_required
-@require_POST
-def task_claim(request, pk):
-    task = _task_or_404(request.user, pk)
-    action = services.task_release if request.POST.get("action") == "release" else services.task_claim
-    try:
-        action(human_task_id=task.pk, actor=request.user)
-        messages.success(request, "Task released." if action is services.task_release else "Task claimed.")
-    except NotFound:
-        raise Http404("task not found") from None
-    except BatonError as exc:
-        messages.error(request, exc.message)
-    return redirect("task", pk=task.pk)
+    filters = InboxFilters.from_params(request.GET)
+    box = inbox_for(user=request.user, tab=request.GET.get("tab", "mine"), filters=filters,
+                    page=request.GET.get("page", 1))
+    params = filters.as_params()
+    tabs = [{"key": key, "label": label, "count": box.counts[key], "active": key == box.tab,
+             "query": urlencode({"tab": key, **params})} for key, label in TABS]
+    context = {"box": box, "tabs": tabs, "scope": box.tab, "filters": filters, "sorts": SORTS, "dues": DUES,
+               "page_query": urlencode({"tab": box.tab, **params}), "filtered": bool(params.keys() - {"sort"})}
+    return render(request, "approvals/inbox.html", context)
 
 
 def _start_form(definition):
@@ -147,3 +88,62 @@ def start(request):
         messages.success(request, f"Started {entry['definition'].name or chosen_key}.")
         return redirect("instance", pk=instance.pk)
     return render(request, "approvals/start.html", {"entries": entries})
+
+
+def _day(value: str, field: str, *, end: bool = False):
+    """A ``YYYY-MM-DD`` form value as the start (or, ``end``, the end) of that local day; blank is ``None``."""
+    if not value:
+        return None
+    try:
+        day = datetime.strptime(value, "%Y-%m-%d")
+    except ValueError:
+        raise ValidationError("invalid date", details=[{"field": field, "message": "Enter a date as YYYY-MM-DD."}])
+    return timezone.make_aware(day + timedelta(days=1) if end else day)
+
+
+def _away_page(request, form=None, errors=None, status=200):
+    users = (get_user_model().objects.filter(is_active=True).exclude(pk=request.user.pk)
+             .order_by("username").values_list("username", flat=True)[:500])
+    standins = list(standins_of(request.user).order_by("starts_at", "id"))
+    context = {"mine": [s for s in standins if s.user_id == request.user.pk],
+               "covering": [s for s in standins if s.stand_in_id == request.user.pk],
+               "tasks": standin_tasks_for(user=request.user), "users": users, "now": timezone.now(),
+               "form": form or {}, "errors": errors or {}}
+    return render(request, "approvals/away.html", context, status=status)
+
+
+@login_required
+def away(request):
+    """Set an out-of-office stand-in (who, from, until, why); list one's stand-ins and whom one covers for."""
+    if request.method != "POST":
+        return _away_page(request)
+    form = {k: request.POST.get(k, "").strip() for k in ("stand_in", "starts_at", "ends_at", "reason")}
+    stand_in = get_user_model().objects.filter(username=form["stand_in"], is_active=True).first()
+    try:
+        standin_set(actor=request.user, user=request.user, stand_in=stand_in,
+                    starts_at=_day(form["starts_at"], "starts_at"), ends_at=_day(form["ends_at"], "ends_at", end=True),
+                    reason=form["reason"])
+    except ValidationError as exc:
+        errors, general = fr.errors_by_field(exc.details)
+        if form["stand_in"] and "stand_in" in errors and stand_in is None:
+            errors["stand_in"] = f"There is no active user named “{form['stand_in']}”."
+        return _away_page(request, form, {**errors, "form": " ".join(general)} if general else errors)
+    except BatonError as exc:
+        return _away_page(request, form, {"form": exc.message})
+    messages.success(request, f"{stand_in.get_username()} now stands in for you.")
+    return redirect("away")
+
+
+@login_required
+@require_POST
+def away_end(request, pk):
+    try:
+        standin = standin_end(actor=request.user, standin_id=pk)
+    except NotFound:
+        raise Http404("stand-in not found") from None
+    except BatonError as exc:
+        messages.error(request, exc.message)
+        return redirect("away")
+    messages.success(request, f"Ended: {standin.stand_in.get_username()} standing in for "
+                              f"{standin.user.get_username()}.")
+    return redirect("away")

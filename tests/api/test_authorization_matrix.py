@@ -12,10 +12,12 @@ route no longer in the schema.
 from __future__ import annotations
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 
+from approvals.discussion import attachment_add
 from approvals.models import Notification, StandIn
 from processes.models import Incident, ProcessInstance, WebhookSubscription
 
@@ -66,6 +68,13 @@ TABLE: dict[tuple[str, str], dict[str, int]] = {
     # reassign (to finance, with a reason): operators and admins; the assignee's directory manager too, but
     # T is unclaimed, so a candidate (manager) or an auditor who sees it gets 403.
     ("/api/v1/tasks/{task_id}/reassign/", "post"): row(401, 404, 404, 200, 403, 200, 403),
+    # comments / attachments: read by whoever sees T; added by the people working on it (manager, a
+    # candidate) and operators / admins; auditors read only (403). A holds manager's file on T.
+    ("/api/v1/tasks/{task_id}/comments/", "get"): SEES_T,
+    ("/api/v1/tasks/{task_id}/comments/", "post"): row(401, 404, 404, 201, 403, 201, 201),
+    ("/api/v1/tasks/{task_id}/attachments/", "get"): SEES_T,
+    ("/api/v1/tasks/{task_id}/attachments/", "post"): row(401, 404, 404, 201, 403, 201, 201),
+    ("/api/v1/tasks/{task_id}/attachments/{attachment_id}/", "get"): SEES_T,
     # stand-ins: everyone lists and sets their own; S (manager away, finance stands in) may be ended by
     # the manager, an operator or an admin; anyone else gets 404.
     ("/api/v1/stand-ins/", "get"): EVERYONE,
@@ -102,6 +111,10 @@ def schema_operations() -> set[tuple[str, str]]:
 
 
 def _body(path: str, method: str):
+    if path.endswith("/comments/"):
+        return {"text": "a remark"}, "json"
+    if path.endswith("/attachments/") and method == "post":
+        return {"file": SimpleUploadedFile("receipt.txt", b"12 EUR", content_type="text/plain")}, "multipart"
     if path == "/api/v1/definitions/" and method == "post":
         return {"files": sample_files()}, "multipart"
     if path == "/api/v1/instances/" and method == "post":
@@ -133,7 +146,8 @@ def _call(client, path: str, method: str, ids: dict[str, object]) -> int:
 
 
 @pytest.fixture
-def world(clients, users, published):
+def world(clients, users, published, settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "files")
     started = start_expense(clients["requester"], 5000).json()
     instance = ProcessInstance.objects.get(pk=started["id"])
     incident = Incident.objects.create(instance=instance, error_type="Boom", message="fixture incident")
@@ -141,9 +155,12 @@ def world(clients, users, published):
                                                       secret="s", events=["*"])
     standin = StandIn.objects.create(user=users["manager"], stand_in=users["finance"], starts_at=timezone.now())
     notice = Notification.objects.get(user=users["manager"], task_id=started["open_tasks"][0]["id"])
+    attachment = attachment_add(human_task_id=started["open_tasks"][0]["id"], actor=users["manager"],
+                                filename="quote.pdf", content_type="application/pdf", data=b"%PDF quote")
     return {"process_key": "expense_approval", "instance_id": instance.pk,
             "task_id": started["open_tasks"][0]["id"], "incident_id": incident.pk,
-            "subscription_id": subscription.pk, "standin_id": standin.pk, "notification_id": notice.pk}
+            "subscription_id": subscription.pk, "standin_id": standin.pk, "notification_id": notice.pk,
+            "attachment_id": attachment.pk}
 
 
 @pytest.mark.django_db
