@@ -104,28 +104,3 @@ def definition_marks(definition: ProcessDefinition) -> dict[str, Any]:
     """Return the ``diagram`` context for a definition alone: no marks, only its XML URL."""
     return _marks({key: [] for key in STATES}, definition, reverse("definition_diagram_xml", args=[definition.pk]),
                   instance=False)
-
-
-def instance_xml_for(*, user: Any, instance_id: int) -> str:
-    """Return the BPMN XML of the definition version the instance runs on; ``NotFound`` if not visible."""
-    from .selectors import instance_get_for
-
-    return instance_get_for(user=user, instance_id=instance_id).definition.bpmn_xml
-
-
-def definition_get_for(*, user: Any, definition_id: int) -> ProcessDefinition:
-    """Return a definition its diagram may be shown to: designers, operators, auditors, admins and
-    the people allowed to start it; ``NotFound`` (as for a missing one) for anyone else."""
-    from core.errors import NotFound
-
-    from .selectors import group_names, roles_of, starters_of
-
-    definition = ProcessDefinition.objects.filter(pk=definition_id).first()
-    roles = roles_of(user)
-    if definition is not None and roles:
-        if roles & {"designer", "operator", "auditor", "admin"}:
-            return definition
-        groups, users = starters_of(definition)
-        if (not groups and not users) or user.get_username() in users or set(groups) & set(group_names(user)):
-            return definition
-    raise NotFound(f"definition {definition_id} does not exist")

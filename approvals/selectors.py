@@ -396,3 +396,17 @@ def standin_tasks_for(*, user: Any, limit: int = 100) -> list[tuple[HumanTask, s
         if rep is not None:
             found.append((task, rep.username))
     return found
+
+
+def definition_get_for(*, user: Any, definition_id: int) -> ProcessDefinition:
+    """Return a definition its diagram may be shown to: designers, operators, auditors, admins and
+    the people allowed to start it; ``NotFound`` (as for a missing one) for anyone else."""
+    definition = ProcessDefinition.objects.filter(pk=definition_id).first()
+    roles = roles_of(user)
+    if definition is not None and roles:
+        if roles & {"designer", "operator", "auditor", "admin"}:
+            return definition
+        groups, users = starters_of(definition)
+        if (not groups and not users) or user.get_username() in users or set(groups) & set(group_names(user)):
+            return definition
+    raise NotFound(f"definition {definition_id} does not exist")

@@ -12,8 +12,8 @@ from django.views.decorators.http import require_GET
 from core.errors import NotFound
 from processes.models import HumanTaskStatus
 
-from .diagram import definition_get_for, diagram_marks, instance_xml_for
-from .selectors import instance_get_for
+from .diagram import diagram_marks
+from .selectors import definition_get_for, instance_get_for
 
 BPMN_CONTENT_TYPE = "application/xml; charset=utf-8"
 
@@ -47,7 +47,7 @@ def _xml(xml: str) -> HttpResponse:
 @login_required
 def instance_diagram_xml(request, pk):
     try:
-        return _xml(instance_xml_for(user=request.user, instance_id=pk))
+        return _xml(instance_get_for(user=request.user, instance_id=pk).definition.bpmn_xml)
     except NotFound:
         raise Http404("instance not found") from None
 
