@@ -113,7 +113,7 @@ def arguments(world: World) -> dict[str, list[dict]]:
         "task": task_pks, "task_claim": task_pks, "task_delegate": task_pks, "task_reassign": task_pks,
         "task_comment": task_pks, "task_attach": task_pks, "instance": instance_pks,
         "instance_action": instance_pks, "audit_instance": instance_pks, "instance_diagram_xml": instance_pks,
-        "definition_detail": definition_pks, "definition_xml": definition_pks,
+        "definition_detail": definition_pks,
         "definition_diagram_xml": definition_pks, "incident_action": [world.incident.pk],
         "away_end": [world.standin.pk], "notification_read": [world.notification.pk],
     }
