@@ -156,6 +156,24 @@ def deliver(pairs: list[tuple[Person, Notice]], *, now: datetime | None = None) 
     return len(rows), len(jobs)
 
 
+def assignment_notify(*, task: HumanTask, to_user: Any, by: Any, verb: str, reason: str = "") -> int:
+    """Tell the person a task was handed to (delegated, reassigned), in the app and by e-mail; return notices made.
+
+    Called inside the handing-over command, so the notice commits with it.
+    Nobody is told of a task they handed to themself.
+    """
+    if to_user.pk == getattr(by, "pk", None):
+        return 0
+    person = people_resolve(user_ids=[to_user.pk]).get(to_user.pk)
+    if person is None:
+        return 0
+    name = task.name or task.element_id
+    body = f"{by.get_username()} {verb} {name} of {_label(task.instance)} to you" + (f": {reason}" if reason else ".")
+    notice = Notice(NotificationKind.TASK_NEW, f"{name} was {verb} to you ({_label(task.instance)})", body,
+                    _task_url(task), task, task.instance)
+    return sum(deliver([(person, notice)]))
+
+
 def _email_job(person: Person, notice: Notice, now: datetime) -> Job:
     link = f"\n\n{settings.BATON_BASE_URL.rstrip('/')}{notice.url}" if notice.url else ""
     footer = f"\n\n--\nChoose which notices you get: {settings.BATON_BASE_URL.rstrip('/')}" \

@@ -26,6 +26,7 @@ from processes.persistence import CommandRun
 from . import rules
 from .forms import form_validate
 from .models import Delegation
+from .notifications import assignment_notify
 from .people import manager_of
 from .selectors import acting_for, is_candidate, roles_of, task_get_for
 
@@ -128,6 +129,7 @@ def task_delegate(*, human_task_id: int, actor: Any, to_user: Any, reason: str =
         _record(instance, actor, task, "task_delegate", {
             "from": previous.get_username() if previous else None, "to": to_user.get_username(), "reason": reason},
             represented)
+        assignment_notify(task=task, to_user=to_user, by=actor, verb="delegated", reason=reason)
     return task
 
 
@@ -160,6 +162,7 @@ def task_reassign(*, human_task_id: int, actor: Any, to_user: Any, reason: str) 
         task.save(update_fields=["assignee"])
         _record(instance, actor, task, "task_reassign", {
             "from": previous.get_username() if previous else None, "to": to_user.get_username(), "reason": reason})
+        assignment_notify(task=task, to_user=to_user, by=actor, verb="reassigned", reason=reason)
     return task
 
 

@@ -189,6 +189,22 @@ def test_reminded_overdue_tasks_do_not_crowd_newer_ones_out_of_the_batch(people)
     assert sorted({n.task_id for n in reminded}) == sorted([first.pk, second.pk]) and reminded.count() == 6
 
 
+def test_delegated_and_reassigned_tasks_notify_their_new_holder(people):
+    task = open_task(start(people["alice"]), "manager_approval")
+    Notification.objects.all().delete()
+    Job.objects.filter(kind="email").delete()
+    approvals.task_claim(human_task_id=task.pk, actor=people["mike"])
+    approvals.task_delegate(human_task_id=task.pk, actor=people["mike"], to_user=people["max"], reason="On leave")
+    notice = Notification.objects.get(user=people["max"])
+    assert notice.title == "Manager approval was delegated to you (Expense approval EXP-1)"
+    assert notice.body.endswith("mike delegated Manager approval of Expense approval EXP-1 to you: On leave")
+    assert notice.url == f"/tasks/{task.pk}/" and notice.kind == "task_new"
+    approvals.task_reassign(human_task_id=task.pk, actor=people["oscar"], to_user=people["sue"], reason="Balance")
+    assert Notification.objects.get(user=people["sue"]).title.startswith("Manager approval was reassigned to you")
+    assert [j.params["to"] for j in email_jobs()] == [["max@example.com"], ["sue@example.com"]]
+    assert not Notification.objects.filter(user__in=[people["mike"], people["oscar"]]).exists()
+
+
 def test_email_job_is_retried_after_a_backend_failure(people):
     start(people["alice"])
     job = email_jobs().first()
