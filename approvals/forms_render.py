@@ -105,7 +105,8 @@ def data_from_post(schema: dict | None, post: Any, *, skip: tuple[str, ...] = ()
         if kind in ("number", "integer"):
             try:
                 number = float(raw)
-                data[name] = int(number) if kind == "integer" and number.is_integer() else number
+                whole = number.is_integer() and (kind == "integer" or raw.lstrip("+-").isdigit())
+                data[name] = int(number) if whole else number  # "5000" stays 5000, not 5000.0
             except ValueError:
                 data[name] = raw  # the schema check reports the wrong type next to the field
         else:

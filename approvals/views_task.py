@@ -111,8 +111,8 @@ def task_page(request, pk):
         errors = {"override_reason": "Give a reason to override separation of duties."}
         return _task_page(request, task, decide={**state, "errors": errors})
     try:
-        services.task_decide(human_task_id=task.pk, actor=request.user, data=data, decision=decision, reason=reason,
-                             override_reason=override_reason if override else "")
+        decided = services.task_decide(human_task_id=task.pk, actor=request.user, data=data, decision=decision,
+                                       reason=reason, override_reason=override_reason if override else "")
     except ValidationError as exc:
         errors, general = fr.errors_by_field(exc.details)
         return _task_page(request, task, decide={**state, "errors": errors, "general": general or [exc.message]})
@@ -120,7 +120,9 @@ def task_page(request, pk):
         raise Http404("task not found") from None
     except BatonError as exc:
         return _task_page(request, task, decide={**state, "general": [exc.message], "code": exc.code})
-    messages.success(request, f"“{task.name or task.element_id}” completed.")
+    name = task.name or task.element_id
+    still_open = decided.status == HumanTaskStatus.OPEN  # a vote that did not decide the step
+    messages.success(request, f"Your vote on “{name}” is recorded." if still_open else f"“{name}” completed.")
     return redirect("inbox")
 
 
