@@ -21,7 +21,8 @@ from processes.selectors import definition_forms
 from . import forms_render as fr
 from .forms import form_validate
 from .people import standin_end, standin_set, standins_of
-from .selectors import InboxFilters, can_start, inbox_for, standin_tasks_for
+from .inbox import InboxFilters, inbox_for, standin_tasks_for
+from .selectors import can_start
 
 TABS = (("mine", "Mine"), ("groups", "My groups"), ("done", "Done"))
 SORTS = (("due", "Due date, soonest first"), ("-due", "Due date, latest first"),

@@ -18,7 +18,6 @@ Each Problem carries the element id, the line and a plain message.
 """
 from __future__ import annotations
 
-import ast
 import re
 from dataclasses import dataclass, field
 

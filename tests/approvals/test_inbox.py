@@ -10,7 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from approvals.models import StandIn
-from approvals.selectors import InboxFilters, inbox_for
+from approvals.inbox import InboxFilters, inbox_for
 from processes import services as engine
 from processes.models import HumanTask, HumanTaskStatus
 from tests.approvals.conftest import upload_sample
