@@ -89,15 +89,22 @@ def _marks(state: dict[str, list[str]], definition: ProcessDefinition, xml_url: 
     return marks
 
 
-def diagram_marks(instance: ProcessInstance) -> dict[str, Any]:
+def diagram_marks(instance: ProcessInstance, *, current: str = "") -> dict[str, Any]:
     """Return the ``diagram`` context of ``_diagram.html`` for an instance.
 
     ``active`` / ``done`` / ``failed`` are comma-separated element ids (the
     ``#diagram`` element's data attributes), ``xml_url`` is where the viewer
     fetches the BPMN XML, ``legend`` lists element names per state in text.
+    ``current`` (the task page's element id) is marked on top of its state
+    and named first in the legend ("This task: …").
     """
-    return _marks(diagram_state(instance=instance), instance.definition,
-                  reverse("instance_diagram_xml", args=[instance.pk]), instance=True)
+    marks = _marks(diagram_state(instance=instance), instance.definition,
+                   reverse("instance_diagram_xml", args=[instance.pk]), instance=True)
+    marks["current"] = current
+    if current:
+        marks["legend"].insert(0, {"state": "current", "label": "This task",
+                                   "names": _names(instance.definition, [current])})
+    return marks
 
 
 def definition_marks(definition: ProcessDefinition) -> dict[str, Any]:

@@ -89,7 +89,7 @@ def _task_page(request, task, *, status=200, decide=None, forms=None):
         "acting_for": represented, "rights": _rights(request.user, task, represented),
         "forms": forms or {}, "users": users, "max_bytes": discussion.size_text(discussion.attachment_max_bytes()),
         "comments": discussion.comments_for(task), "attachments": discussion.attachments_for(task),
-        "history": _history(instance), "diagram": diagram_marks(instance), "now": timezone.now(),
+        "history": _history(instance), "diagram": diagram_marks(instance, current=task.element_id), "now": timezone.now(),
     }
     return render(request, "approvals/task.html", context, status=status)
 

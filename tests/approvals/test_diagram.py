@@ -192,3 +192,16 @@ def test_api_diagram_state_uses_the_task_tree(users):
     state = client.get(f"/api/v1/instances/{instance.pk}/diagram-state/").json()
     assert "submit_request" in state["active"] and "submit_request" not in state["done"]
     assert client_for(users["eve"]).get(f"/api/v1/instances/{instance.pk}/diagram-state/").status_code in (401, 403, 404)
+
+
+def test_task_page_marks_its_own_step_among_parallel_active_ones(users):
+    upload_sample("parallel_approvals")
+    instance = _start("parallel_approvals", users["alice"], {"contract": "NDA", "value": 12000})
+    legal = open_task(instance, "legal_review")
+    html = client_for(fresh(users["lena"])).get(f"/tasks/{legal.pk}/").content.decode()
+    assert 'data-current="legal_review"' in html
+    assert "finance_review" in html.split('data-active="', 1)[1].split('"', 1)[0]  # the other branch: active only
+    legend = html.split('id="diagram-legend"', 1)[1].split("</ul>", 1)[0]
+    assert legend.index("This task: Legal review") < legend.index("Active:")
+    marks = diagram_marks(instance)
+    assert marks["current"] == "" and not any(entry["state"] == "current" for entry in marks["legend"])

@@ -133,6 +133,7 @@ def test_steps_1_to_3_requester_approvers_and_completion(demo, new_page):
     _task_row(page, "EXP-WALK", "Manager approval").get_by_role("link", name="Manager approval").click()
     page.wait_for_url(re.compile(r"/tasks/\d+/$"))
     assert page.get_by_role("heading", level=1).inner_text() == "Manager approval"
+    assert "baton-current" in _diagram(page)("manager_approval")  # this task's own step stands out
     page.get_by_text("Instance data").click()
     data = page.locator("details", has=page.get_by_text("Instance data")).inner_text()
     assert "5000" in data and "Conference in Lyon" in data

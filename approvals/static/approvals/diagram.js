@@ -1,11 +1,11 @@
 /* Baton diagram viewer: draws #diagram with the vendored bpmn-js NavigatedViewer and marks
-   done / active / failed elements. Progressive enhancement: the page lists the same steps in
+   done / active / failed elements and the task page's own step (current). Progressive enhancement: the page lists the same steps in
    text (#diagram-legend), so nothing depends on this script. The bpmn.io watermark that
    bpmn-js draws stays visible (its licence requires it). */
 (function () {
   "use strict";
 
-  var MARKERS = { done: "baton-done", active: "baton-active", failed: "baton-failed" };
+  var MARKERS = { done: "baton-done", active: "baton-active", failed: "baton-failed", current: "baton-current" };
   var STEP = 60; // pixels per arrow key press
   var ZOOM = 1.25;
 
