@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.cache import cache
 from django.urls import reverse
 from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent
 from SpiffWorkflow.util.task import TaskState
@@ -28,6 +29,7 @@ log = logging.getLogger("baton.diagram")
 STATES = ("active", "done", "failed")
 LABELS = {"active": "Active", "failed": "Failed", "done": "Done"}
 _ACTIVE = TaskState.READY | TaskState.WAITING | TaskState.STARTED
+TREE_CACHE_SECONDS = 600
 
 
 def _states_from_tree(instance: ProcessInstance) -> dict[str, set[int]]:
@@ -61,12 +63,19 @@ def diagram_state(*, instance: ProcessInstance) -> dict[str, list[str]]:
     An element is failed if it has an open incident or a task in ERROR;
     otherwise active if any of its tasks is READY, WAITING or STARTED;
     otherwise done if it completed at least once. Each id is in one list only.
+    The tree's states are cached per instance version (restoring a large tree
+    costs more than the page); open incidents are always read afresh.
     """
-    try:
-        seen = _states_from_tree(instance)
-    except (BatonError, ValueError, KeyError, TypeError) as exc:
-        log.warning("diagram of instance %s from the activity log: %s", instance.pk, exc)
-        seen = _states_from_log(instance)
+    # every command bumps the version; the start time tells apart instances that got a reused id
+    key = f"baton:diagram:{instance.pk}:{instance.version}:{instance.started_at.timestamp()}"
+    seen = cache.get(key)
+    if seen is None:
+        try:
+            seen = _states_from_tree(instance)
+        except (BatonError, ValueError, KeyError, TypeError) as exc:
+            log.warning("diagram of instance %s from the activity log: %s", instance.pk, exc)
+            seen = _states_from_log(instance)
+        cache.set(key, seen, TREE_CACHE_SECONDS)
     failed = {element_id for element_id, states in seen.items() if TaskState.ERROR in states}
     failed |= set(instance.incidents.filter(status=IncidentStatus.OPEN).exclude(element_id="")
                   .values_list("element_id", flat=True))

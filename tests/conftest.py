@@ -167,3 +167,12 @@ def pg_owner_connection(django_db_setup: None) -> Iterator[Any]:
                          password=params["PASSWORD"] or None, autocommit=True) as owner:
         owner.execute("SET lock_timeout = '5s'")
         yield owner
+
+
+@pytest.fixture(autouse=True)
+def _empty_django_cache() -> Iterator[None]:
+    """Each test starts with an empty cache: ids and clocks repeat between tests (rolled back, frozen)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield

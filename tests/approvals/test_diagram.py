@@ -205,3 +205,16 @@ def test_task_page_marks_its_own_step_among_parallel_active_ones(users):
     assert legend.index("This task: Legal review") < legend.index("Active:")
     marks = diagram_marks(instance)
     assert marks["current"] == "" and not any(entry["state"] == "current" for entry in marks["legend"])
+
+
+def test_tree_states_are_read_once_per_instance_version(users):
+    upload_sample("expense_approval")
+    instance = _start("expense_approval", users["alice"], EXPENSE)
+    first = diagram_state(instance=instance)
+    instance.state = b"not a state"  # a second read of the same version must not restore the tree again
+    assert diagram_state(instance=instance) == first
+    task_decide(human_task_id=open_task(instance, "manager_approval").pk, actor=users["mike"],
+                data={"decision": "approve", "reason": "ok"})
+    instance = ProcessInstance.objects.get(pk=instance.pk)
+    moved = diagram_state(instance=instance)  # a new version: read again
+    assert "manager_approval" in moved["done"] and "finance_approval" in moved["active"]
