@@ -24,6 +24,7 @@ run: $(STAMP)
 
 ## The whole test suite (DATABASE_URL selects PostgreSQL; default: SQLite file)
 test: $(STAMP)
+	@test -x "$${BATON_CHROMIUM:-/usr/bin/chromium}" || echo "note: no Chromium at /usr/bin/chromium: the browser tests will skip (apt-get install -y chromium)"
 	$(PY) -m pytest -p no:cacheprovider -n 2 --dist loadfile
 
 ## The quick subset on the embedded SQLite configuration
