@@ -133,6 +133,7 @@ class NotificationKind(models.TextChoices):
     REMINDER = "reminder", "Reminder"
     ESCALATION = "escalation", "Escalation"
     DECISION = "decision", "Decision"
+    STANDIN = "standin", "Stand-in"
 
 
 class Notification(models.Model):

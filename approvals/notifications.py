@@ -174,6 +174,24 @@ def assignment_notify(*, task: HumanTask, to_user: Any, by: Any, verb: str, reas
     return sum(deliver([(person, notice)]))
 
 
+def standin_notify(*, standin: Any, actor: Any, ended: bool = False) -> int:
+    """Tell the people of a stand-in that it was set or ended, except whoever did it; return notices made."""
+    whom, stand_in = standin.user, standin.stand_in
+    until = f" until {timezone.localtime(standin.ends_at):%Y-%m-%d %H:%M}" if standin.ends_at and not ended else ""
+    since = f" from {timezone.localtime(standin.starts_at):%Y-%m-%d %H:%M}" if standin.starts_at > timezone.now() else ""
+    by = actor.get_username()
+    if ended:
+        title = f"{stand_in.get_username()} no longer stands in for {whom.get_username()}"
+        body = f"{by} ended the stand-in."
+    else:
+        title = f"{stand_in.get_username()} stands in for {whom.get_username()}{since}{until}"
+        body = f"{by} set it" + (f": {standin.reason}" if standin.reason else ".") + (
+            f" {stand_in.get_username()} sees and acts on {whom.get_username()}'s open tasks, recorded as for them.")
+    people = people_resolve(user_ids=[u.pk for u in (whom, stand_in) if u.pk != actor.pk])
+    notice = Notice(NotificationKind.STANDIN, title[:255], body, reverse("away"))
+    return sum(deliver([(person, notice) for person in people.values()]))
+
+
 def _email_job(person: Person, notice: Notice, now: datetime) -> Job:
     link = f"\n\n{settings.BATON_BASE_URL.rstrip('/')}{notice.url}" if notice.url else ""
     footer = f"\n\n--\nChoose which notices you get: {settings.BATON_BASE_URL.rstrip('/')}" \

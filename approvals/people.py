@@ -25,6 +25,7 @@ from core.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from processes.audit import AuditEntry, audit_append
 
 from .models import Profile, StandIn
+from .notifications import standin_notify
 
 PEOPLE_CHAIN = "people"
 
@@ -114,6 +115,7 @@ def standin_set(*, actor: Any, user: Any, stand_in: Any, starts_at: datetime | N
                                          reason=(reason or "")[:255])
         audit_append(chain=PEOPLE_CHAIN, actor=actor,
                      entry=AuditEntry("standin_set", payload=_standin_payload(standin)))
+        standin_notify(standin=standin, actor=actor)
     return standin
 
 
@@ -135,6 +137,7 @@ def standin_end(*, actor: Any, standin_id: int) -> StandIn:
         standin.save(update_fields=["ends_at"])
         audit_append(chain=PEOPLE_CHAIN, actor=actor,
                      entry=AuditEntry("standin_end", payload=_standin_payload(standin)))
+        standin_notify(standin=standin, actor=actor, ended=True)
     return standin
 
 

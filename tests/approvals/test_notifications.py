@@ -267,14 +267,14 @@ def test_mark_read_needs_the_csrf_token(people):
 def test_settings_page_saves_the_kind_by_channel_grid(people):
     mike = client_for(people["mike"])
     page = mike.get("/notifications/settings/").content.decode()
-    assert page.count('type="checkbox"') == 8 and page.count(" checked") == 8  # everything on by default
+    assert page.count('type="checkbox"') == 10 and page.count(" checked") == 10  # 5 kinds x 2 channels, all on
     assert '<label for="pref-task_newemail" class="sr-only">New task: By e-mail</label>' in page
     response = mike.post("/notifications/settings/", {"on": ["task_new:app", "decision:email", "reminder:app",
                                                              "reminder:email", "escalation:app"]})
     assert response.status_code == 302
     notify = Profile.objects.get(user=people["mike"]).notify
     assert notify["task_new"] == {"app": True, "email": False} and notify["decision"] == {"app": False, "email": True}
-    assert notify["escalation"] == {"app": True, "email": False}
+    assert notify["escalation"] == {"app": True, "email": False} and notify["standin"] == {"app": False, "email": False}
     assert mike.get("/notifications/settings/").content.decode().count(" checked") == 5
     start(people["alice"])  # the saved grid applies to the next notice
     assert Notification.objects.filter(user=people["mike"]).exists()

@@ -7,7 +7,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from approvals.models import Delegation, Profile, StandIn
+from approvals.models import Delegation, Notification, Profile, StandIn
 from approvals.people import (
     PEOPLE_CHAIN,
     manager_of,
@@ -86,6 +86,20 @@ def test_standin_rights_and_validation_and_audit(users):
         standin_end(actor=mike, standin_id=own.pk)
     assert AuditEvent.objects.filter(chain=PEOPLE_CHAIN, command="standin_end").count() == 1
     assert audit_verify(chain=PEOPLE_CHAIN) == []
+
+
+def test_the_people_of_a_stand_in_hear_of_it_but_not_whoever_set_it(users):
+    mike, eve, oscar, alice = users["mike"], users["eve"], users["oscar"], users["alice"]
+    own = standin_set(actor=mike, user=mike, stand_in=eve, reason="holiday")
+    notice = Notification.objects.get(kind="standin")
+    assert notice.user == eve and notice.title == "eve stands in for mike" and notice.url == "/me/away/"
+    assert "mike set it: holiday" in notice.body
+    standin_set(actor=oscar, user=alice, stand_in=mike)  # set by an operator: both people are told
+    assert set(Notification.objects.filter(kind="standin").values_list("user__username", flat=True)) == {
+        "eve", "alice", "mike"}
+    standin_end(actor=eve, standin_id=own.pk)
+    ended = Notification.objects.filter(kind="standin", title="eve no longer stands in for mike").get()
+    assert ended.user == mike and ended.body == "eve ended the stand-in."
 
 
 def test_stand_in_sees_claims_and_completes_with_acting_for(users, expense):
