@@ -85,10 +85,17 @@ def start(request):
             if entry["schema"]:
                 entry["fields"] = fr.fields_for(entry["schema"], entry["ui"], data if isinstance(data, dict) else {}, errors)
             entry["errors"] = general or [exc.message]
-            return render(request, "approvals/start.html", {"entries": entries})
+            return _start_page(request, entries, chosen_key)
         messages.success(request, f"Started {entry['definition'].name or chosen_key}.")
         return redirect("instance", pk=instance.pk)
-    return render(request, "approvals/start.html", {"entries": entries})
+    return _start_page(request, entries, chosen_key)
+
+
+def _start_page(request, entries: list[dict], chosen_key: str | None):
+    """Every startable process listed; the chosen one's form alone (``?process=``), else every form."""
+    shown = [e for e in entries if e["definition"].process_key == chosen_key]
+    return render(request, "approvals/start.html", {
+        "entries": shown or entries, "processes": entries, "chosen": chosen_key if shown else ""})
 
 
 def _day(value: str, field: str, *, end: bool = False):

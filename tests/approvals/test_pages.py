@@ -274,3 +274,17 @@ def test_away_page_sets_and_ends_a_stand_in(users):
     assert mike.post(f"/me/away/{standin.pk}/end/").status_code == 302
     assert StandIn.objects.get(pk=standin.pk).ends_at is not None
     assert client_for(users["eve"]).get(f"/tasks/{task.pk}/").status_code == 404
+
+
+def test_start_page_lists_processes_and_shows_the_chosen_form_alone(users):
+    upload_sample("expense_approval")
+    upload_sample("parallel_approvals")
+    alice = client_for(users["alice"])
+    every = alice.get("/start/").content.decode()
+    assert 'href="/start/?process=expense_approval"' in every and 'href="/start/?process=parallel_approvals"' in every
+    assert every.count('name="process_key"') == 2  # without a choice, every form
+    one = alice.get("/start/?process=expense_approval").content.decode()
+    assert one.count('name="process_key"') == 1 and 'value="expense_approval"' in one
+    assert 'aria-current="page">Expense approval<' in one and 'href="/start/">Show every process<' in one
+    refused = alice.post("/start/", {"process_key": "expense_approval", "employee": "A"}).content.decode()
+    assert refused.count('name="process_key"') == 1  # a refused form comes back alone, with its errors
