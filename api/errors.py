@@ -87,8 +87,9 @@ def not_found(request, unmatched: str = "") -> JsonResponse:
 def document_common_errors(result: dict, generator, request, public) -> dict:
     """drf-spectacular postprocessing hook: document the errors every endpoint of a kind can answer.
 
-    Any operation with a request body may meet a malformed body (400
-    ``parse_error``, e.g. invalid JSON) or one in a media type it does not
+    Any operation may meet a malformed request (400: ``parse_error`` for
+    invalid JSON, ``nul_character`` from ``core.middleware`` for a NUL in the
+    path, a parameter or the body); one with a body may meet one in a media type it does not
     parse (415 ``unsupported_media_type``); any paginated list may be asked for a
     page that does not exist (404 ``not_found``, "Invalid page."). Documented
     here once instead of on every view.
@@ -99,9 +100,9 @@ def document_common_errors(result: dict, generator, request, public) -> dict:
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             responses = operation["responses"]
+            responses.setdefault("400", {"content": error, "description": "Malformed request: invalid JSON, or a "
+                                         "NUL character in the path, a parameter or the body (nul_character)."})
             if "requestBody" in operation:
-                responses.setdefault("400", {"content": error,
-                                             "description": "Malformed request body (e.g. invalid JSON)."})
                 responses.setdefault("415", {"content": error,
                                              "description": "Body in a media type the endpoint does not accept."})
             if any(p.get("name") == "page" and p.get("in") == "query" for p in operation.get("parameters", [])):

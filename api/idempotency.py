@@ -40,17 +40,21 @@ PARAMETER = OpenApiParameter(
 )
 
 
+def _file_hash(upload) -> str:
+    """SHA-256 of an uploaded file, chunk by chunk (never the whole file in memory), rewound after."""
+    digest = hashlib.sha256()
+    for chunk in upload.chunks():
+        digest.update(chunk)
+    upload.seek(0)
+    return digest.hexdigest()
+
+
 def _fingerprint(request: Request) -> str:
     """Hash the method, path and body (multipart: fields and each file's content)."""
     digest = hashlib.sha256(f"{request.method} {request.path}\n".encode())
     if request.content_type.startswith("multipart/"):
         fields = sorted((k, v) for k, values in request.data.lists() for v in values if isinstance(v, str))
-        files = sorted(
-            (k, f.name, hashlib.sha256(b"".join(f.chunks())).hexdigest())
-            for k, values in request.FILES.lists() for f in values
-        )
-        for f in request.FILES.values():
-            f.seek(0)
+        files = sorted((k, f.name, _file_hash(f)) for k, values in request.FILES.lists() for f in values)
         digest.update(json.dumps([fields, files]).encode())
     else:
         digest.update(json.dumps(request.data, sort_keys=True, cls=JSONEncoder).encode())

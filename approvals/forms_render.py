@@ -1,6 +1,7 @@
 """Turn a task's JSON Schema into form fields for a template, and posted values back into data."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 DECISION = "decision"
@@ -105,6 +106,9 @@ def data_from_post(schema: dict | None, post: Any, *, skip: tuple[str, ...] = ()
         if kind in ("number", "integer"):
             try:
                 number = float(raw)
+                if not math.isfinite(number):  # NaN, Infinity, 1e999: the schema check names the field
+                    data[name] = raw
+                    continue
                 whole = number.is_integer() and (kind == "integer" or raw.lstrip("+-").isdigit())
                 data[name] = int(number) if whole else number  # "5000" stays 5000, not 5000.0
             except ValueError:

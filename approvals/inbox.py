@@ -6,6 +6,7 @@ stand-in markers, in a fixed number of queries.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -48,7 +49,7 @@ class InboxFilters:
         priority = str(params.get("priority", "")).strip()
         due, sort = params.get("due", ""), params.get("sort", "")
         return cls(q=str(params.get("q", "")).strip()[:255], process=str(params.get("process", "")).strip()[:255],
-                   priority=int(priority) if priority.lstrip("-").isdigit() and len(priority) < 10 else None,
+                   priority=int(priority) if re.fullmatch(r"-?[0-9]{1,9}", priority) else None,
                    due=due if due in DUE_FILTERS else "", sort=sort if sort in INBOX_SORTS else "")
 
     def as_params(self) -> dict[str, str]:

@@ -24,7 +24,7 @@ from core.errors import NotFound, PermissionDenied, ValidationError
 from processes.audit import instance_chain
 from processes.models import AuditEvent, Incident, IncidentStatus, InstanceStatus, ProcessInstance
 
-from .selectors import instances_for, roles_of
+from .selectors import instances_for, roles_of, sees_everything
 
 READ_DEFINITIONS = ("designer", "operator", "auditor")
 NAV = (("Definitions", "definitions", ("designer", "operator")), ("Instances", "instances", ("operator", "auditor")),
@@ -149,7 +149,7 @@ def _int(raw: str, field: str) -> int | None:
     raw = (raw or "").strip()
     if not raw:
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise ValidationError(f"{field} must be a whole number", details=[{"field": field, "message":
                               f"“{raw[:40]}” is not a whole number."}])
     return int(raw)
@@ -166,8 +166,11 @@ def _date(raw: str, field: str) -> dt.date | None:
                               f"“{raw[:40]}” is not a date (use YYYY-MM-DD)."}]) from None
 
 
-def process_keys() -> list[str]:
-    """Every published process key, for filter choices."""
+def process_keys(*, user: Any = None) -> list[str]:
+    """Process keys for filter choices: every published one, or (``user``) those of the instances they may see."""
+    if user is not None and not sees_everything(user):
+        return list(instances_for(user=user).order_by("definition__process_key")
+                    .values_list("definition__process_key", flat=True).distinct())
     return list(ProcessDefinition.objects.order_by("process_key").values_list("process_key", flat=True).distinct())
 
 
@@ -221,9 +224,9 @@ def audit_events_filtered(*, params: dict[str, str]) -> QuerySet[AuditEvent]:
     if command := params.get("command", "").strip():
         qs = qs.filter(command=command)
     zone = timezone.get_current_timezone()
-    if values["from"]:
+    if values["from"] and values["from"] > dt.date.min:  # the calendar's ends bound nothing (and would overflow)
         qs = qs.filter(created_at__gte=dt.datetime.combine(values["from"], dt.time.min, tzinfo=zone))
-    if values["to"]:
+    if values["to"] and values["to"] < dt.date.max:
         end = dt.datetime.combine(values["to"] + dt.timedelta(days=1), dt.time.min, tzinfo=zone)
         qs = qs.filter(created_at__lt=end)
     return qs.order_by("-created_at", "-id")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -82,9 +82,10 @@ def start(request):
                                              business_key=entry["business_key"], data=data)
         except BatonError as exc:
             errors, general = fr.errors_by_field(getattr(exc, "details", None) if isinstance(exc, ValidationError) else None)
+            entry["business_key_error"] = errors.pop("business_key", "")
             if entry["schema"]:
                 entry["fields"] = fr.fields_for(entry["schema"], entry["ui"], data if isinstance(data, dict) else {}, errors)
-            entry["errors"] = general or [exc.message]
+            entry["errors"] = general or ([] if entry["business_key_error"] else [exc.message])
             return _start_page(request, entries, chosen_key)
         messages.success(request, f"Started {entry['definition'].name or chosen_key}.")
         return redirect("instance", pk=instance.pk)
@@ -106,6 +107,8 @@ def _day(value: str, field: str, *, end: bool = False):
         day = datetime.strptime(value, "%Y-%m-%d")
     except ValueError:
         raise ValidationError("invalid date", details=[{"field": field, "message": "Enter a date as YYYY-MM-DD."}])
+    if day.date() in (date.min, date.max):  # the calendar's ends: no bound at all (and no overflow)
+        return None
     return timezone.make_aware(day + timedelta(days=1) if end else day)
 
 

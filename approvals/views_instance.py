@@ -40,6 +40,8 @@ def instance_page(request, pk):
 def _xml(xml: str) -> HttpResponse:
     response = HttpResponse(xml, content_type=BPMN_CONTENT_TYPE)
     response["Cache-Control"] = "private, max-age=300"  # a definition version never changes
+    # a designer's file, served from our origin: opened directly, it must not run script (the viewer fetches it)
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response
 
 

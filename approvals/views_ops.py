@@ -110,7 +110,7 @@ def instances(request):
         errors, status, rows = _errors(exc), 422, ProcessInstance.objects.none()
     return render(request, "approvals/ops/instances.html", {
         "page": _page(request, rows), "params": params, "errors": errors, "statuses": InstanceStatus.choices,
-        "process_keys": ops.process_keys()}, status=status)
+        "process_keys": ops.process_keys(user=request.user)}, status=status)
 
 
 @login_required

@@ -31,6 +31,8 @@ from .persistence import CommandRun, jsonable
 from .selectors import definition_specs
 
 ACTIVE_STATUSES = (InstanceStatus.RUNNING, InstanceStatus.WAITING, InstanceStatus.INCIDENT)
+SEEN_MAX_BYTES = 64 * 1024  # task data kept whole in the audit's "seen"; above, only its hash
+BUSINESS_KEY_MAX = 255  # ProcessInstance.business_key
 
 
 def _is_lock_error(exc: OperationalError) -> bool:
@@ -80,6 +82,9 @@ def instance_start(
     """Start an instance of the latest (or given) version and run it to its first waits."""
     if data is not None and not isinstance(data, dict):
         raise ValidationError("initial data must be a JSON object")
+    if len(business_key or "") > BUSINESS_KEY_MAX:
+        raise ValidationError(f"the business key is longer than {BUSINESS_KEY_MAX} characters", details=[
+            {"field": "business_key", "message": f"At most {BUSINESS_KEY_MAX} characters."}])
     definitions = ProcessDefinition.objects.filter(process_key=process_key)
     if version is not None:
         definitions = definitions.filter(version=version)
@@ -106,9 +111,6 @@ def instance_start(
             failure=failure,
         )
     return instance
-
-
-SEEN_MAX_BYTES = 64 * 1024
 
 
 def _seen(shown: dict[str, Any]) -> dict[str, Any]:
