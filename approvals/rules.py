@@ -75,8 +75,14 @@ def acting_for_current() -> Any | None:
 
 
 @contextmanager
-def override_active(actor: Any, reason: str) -> Iterator[Override]:
-    """Allow the SoD rules to be overridden by ``actor`` with ``reason`` inside the block."""
+def override_active(actor: Any, reason: str) -> Iterator[Override | None]:
+    """Allow the SoD rules to be overridden by ``actor`` with ``reason`` inside the block.
+
+    A blank ``reason`` requests no override: the block runs as it would without this.
+    """
+    if not reason:
+        yield _override.get()
+        return
     token = _override.set(Override(actor_id=actor.pk, reason=reason))
     try:
         yield _override.get()

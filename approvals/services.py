@@ -263,11 +263,7 @@ def task_decide(
                     raise PermissionDenied("you are not a candidate for this task", code="not_a_candidate")
                 task.assignee = actor
                 task.save(update_fields=["assignee"])
-            with rules.acting_as(represented):
-                if override_reason:
-                    with rules.override_active(actor, override_reason):
-                        return engine.task_complete(human_task_id=task.pk, actor=actor, data=data,
-                                                    decision=decision, reason=reason)
+            with rules.acting_as(represented), rules.override_active(actor, override_reason):
                 return engine.task_complete(human_task_id=task.pk, actor=actor, data=data, decision=decision,
                                             reason=reason)
     except PermissionDenied as exc:

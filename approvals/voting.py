@@ -317,12 +317,8 @@ def vote_cast(
                 raise Conflict(f"{'you' if on_behalf is None else on_behalf.get_username()} already voted on task "
                                f"{human_task_id}", code="already_voted")
             command = hooks.Command("task_vote", instance, actor, task, data, outcome)
-            with rules.acting_as(on_behalf):
-                if override_reason:
-                    with rules.override_active(actor, override_reason):
-                        hooks.run_checks(command)
-                else:
-                    hooks.run_checks(command)
+            with rules.acting_as(on_behalf), rules.override_active(actor, override_reason):
+                hooks.run_checks(command)
             try:
                 with transaction.atomic():
                     vote = Vote.objects.create(task=task, voter=actor, acting_for=on_behalf, outcome=outcome,
@@ -368,10 +364,8 @@ def _complete(task: HumanTask, actor: Any, tally: Tally, override_reason: str) -
     summary = tally.summary()
     kwargs = dict(human_task_id=task.pk, actor=actor, data={"votes": summary}, decision=tally.outcome,
                   reason=tally.why, details={"votes": summary})
-    with _completing_task(task.pk):
-        if override_reason:  # the deciding voter needed an override to vote: the completion is theirs too
-            with rules.override_active(actor, override_reason):
-                return engine.task_complete(**kwargs)
+    # the deciding voter's override (if they needed one to vote) covers the completion too
+    with _completing_task(task.pk), rules.override_active(actor, override_reason):
         return engine.task_complete(**kwargs)
 
 

@@ -10,7 +10,6 @@ held longer than the lock timeout gives ``Busy`` (409, retry later).
 from __future__ import annotations
 
 import hashlib
-import json
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, Iterator
@@ -22,7 +21,7 @@ from bpmn.models import ProcessDefinition
 from core.errors import Busy, Conflict, NotFound, ValidationError
 
 from . import hooks
-from .audit import AuditEntry
+from .audit import AuditEntry, canonical_json
 from .engine import runtime
 from .engine.serializer import SERIALIZER_VERSION, new_workflow, state_loads
 from .models import HumanTask, HumanTaskStatus, InstanceStatus, ProcessInstance
@@ -115,9 +114,10 @@ def instance_start(
 
 def _seen(shown: dict[str, Any]) -> dict[str, Any]:
     """What the task showed its person: its data before completion, or that data's hash and size when large."""
-    text = json.dumps(jsonable(shown), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    plain = jsonable(shown)
+    text = canonical_json(plain)
     if len(text) <= SEEN_MAX_BYTES:
-        return {"data": json.loads(text)}
+        return {"data": plain}
     return {"sha256": hashlib.sha256(text.encode()).hexdigest(), "bytes": len(text)}
 
 
