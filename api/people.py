@@ -8,12 +8,12 @@ gets 404. Every change is audited on the ``people`` chain.
 """
 from __future__ import annotations
 
-from django.contrib.auth import get_user_model
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers
 from rest_framework.response import Response
 
 from approvals.models import StandIn
+from approvals.people import active_user
 from core.errors import NotFound
 
 from .errors import errors
@@ -45,8 +45,9 @@ class EmptySerializer(serializers.Serializer):
     pass
 
 
-def _active_user(username: str):
-    user = get_user_model().objects.filter(username=username, is_active=True).first()
+def active_user_or_404(username: str):
+    """The active user with this username; ``NotFound`` otherwise."""
+    user = active_user(username)
     if user is None:
         raise NotFound(f"user '{username}' does not exist")
     return user
@@ -77,8 +78,8 @@ class StandInListView(generics.ListAPIView):
             serializer = StandInCreateSerializer(data=request.data)
             serializer.is_valid(raise_exception=True)
             args = serializer.validated_data
-            user = _active_user(args["user"]) if args["user"] else request.user
-            standin = standin_set(actor=request.user, user=user, stand_in=_active_user(args["stand_in"]),
+            user = active_user_or_404(args["user"]) if args["user"] else request.user
+            standin = standin_set(actor=request.user, user=user, stand_in=active_user_or_404(args["stand_in"]),
                                   starts_at=args["starts_at"], ends_at=args["ends_at"], reason=args["reason"])
             return Response(StandInSerializer(standin).data, status=201)
 

@@ -6,17 +6,16 @@ separation of duties.
 """
 from __future__ import annotations
 
-from django.contrib.auth import get_user_model
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers
 from rest_framework.response import Response
 
-from core.errors import NotFound
 from processes.models import HumanTask
 
 from .errors import errors
 from .idempotency import PARAMETER as IDEMPOTENCY_KEY
 from .idempotency import idempotent
+from .people import active_user_or_404
 
 
 class TaskSerializer(serializers.ModelSerializer):
@@ -146,9 +145,7 @@ class TaskDelegateView(_TaskCommandView):
     def run(self, request, task_id, args):
         from approvals.services import task_delegate
 
-        to_user = get_user_model().objects.filter(username=args["to_user"], is_active=True).first()
-        if to_user is None:
-            raise NotFound(f"user '{args['to_user']}' does not exist")
+        to_user = active_user_or_404(args["to_user"])
         return task_delegate(human_task_id=task_id, actor=request.user, to_user=to_user, reason=args["reason"])
 
 
@@ -166,9 +163,7 @@ class TaskReassignView(_TaskCommandView):
     def run(self, request, task_id, args):
         from approvals.services import task_reassign
 
-        to_user = get_user_model().objects.filter(username=args["to_user"], is_active=True).first()
-        if to_user is None:
-            raise NotFound(f"user '{args['to_user']}' does not exist")
+        to_user = active_user_or_404(args["to_user"])
         return task_reassign(human_task_id=task_id, actor=request.user, to_user=to_user, reason=args["reason"])
 
 

@@ -31,7 +31,6 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from bpmn import sandbox
@@ -40,7 +39,7 @@ from processes.engine import runtime
 from processes.models import HumanTask
 
 from . import rules
-from .people import manager_of, user_attr
+from .people import active_user, manager_of, user_attr
 
 _NOTES = "_baton_open_notes"
 _DURATION = re.compile(r"P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?")
@@ -123,7 +122,7 @@ def due_at_from(value: Any, now: dt.datetime) -> dt.datetime:
 
 
 def _active_user(username: str) -> Any:
-    user = get_user_model().objects.filter(username=username, is_active=True).first()
+    user = active_user(username)
     if user is None:
         raise SettingError(f"no active user '{username}'")
     return user

@@ -167,9 +167,9 @@ def assignment_notify(*, task: HumanTask, to_user: Any, by: Any, verb: str, reas
     person = people_resolve(user_ids=[to_user.pk]).get(to_user.pk)
     if person is None:
         return 0
-    name = task.name or task.element_id
-    body = f"{by.get_username()} {verb} {name} of {_label(task.instance)} to you" + (f": {reason}" if reason else ".")
-    notice = Notice(NotificationKind.TASK_NEW, f"{name} was {verb} to you ({_label(task.instance)})", body,
+    name, label = task.name or task.element_id, _label(task.instance)
+    body = f"{by.get_username()} {verb} {name} of {label} to you" + (f": {reason}" if reason else ".")
+    notice = Notice(NotificationKind.TASK_NEW, f"{name} was {verb} to you ({label})", body,
                     _task_url(task), task, task.instance)
     return sum(deliver([(person, notice)]))
 

@@ -38,6 +38,19 @@ def _user(user_or_username: Any) -> Any | None:
     return get_user_model().objects.filter(username=str(user_or_username)).first()
 
 
+def active_user(username: str) -> Any | None:
+    """The active user with this username, or ``None`` (also for a blank name)."""
+    return get_user_model().objects.filter(username=username, is_active=True).first() if username else None
+
+
+def active_usernames(*, exclude: Any = None, limit: int = 500) -> list[str]:
+    """Usernames of active users, sorted (choices for a "to whom" field), without ``exclude``."""
+    users = get_user_model().objects.filter(is_active=True).order_by("username")
+    if getattr(exclude, "pk", None):
+        users = users.exclude(pk=exclude.pk)
+    return list(users.values_list("username", flat=True)[:limit])
+
+
 def profile_of(user: Any) -> Profile:
     """Return the user's directory profile, creating an empty one on first use."""
     profile = getattr(user, "_baton_profile", None)

@@ -7,7 +7,6 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth import get_user_model
 from django.http import Http404
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -20,7 +19,7 @@ from processes.selectors import definition_forms
 
 from . import forms_render as fr
 from .forms import form_validate
-from .people import standin_end, standin_set, standins_of
+from .people import active_user, active_usernames, standin_end, standin_set, standins_of
 from .inbox import InboxFilters, inbox_for, standin_tasks_for
 from .selectors import can_start
 
@@ -113,8 +112,7 @@ def _day(value: str, field: str, *, end: bool = False):
 
 
 def _away_page(request, form=None, errors=None, status=200):
-    users = (get_user_model().objects.filter(is_active=True).exclude(pk=request.user.pk)
-             .order_by("username").values_list("username", flat=True)[:500])
+    users = active_usernames(exclude=request.user)
     standins = list(standins_of(request.user).order_by("starts_at", "id"))
     context = {"mine": [s for s in standins if s.user_id == request.user.pk],
                "covering": [s for s in standins if s.stand_in_id == request.user.pk],
@@ -129,7 +127,7 @@ def away(request):
     if request.method != "POST":
         return _away_page(request)
     form = {k: request.POST.get(k, "").strip() for k in ("stand_in", "starts_at", "ends_at", "reason")}
-    stand_in = get_user_model().objects.filter(username=form["stand_in"], is_active=True).first()
+    stand_in = active_user(form["stand_in"])
     try:
         standin_set(actor=request.user, user=request.user, stand_in=stand_in,
                     starts_at=_day(form["starts_at"], "starts_at"), ends_at=_day(form["ends_at"], "ends_at", end=True),

@@ -7,7 +7,6 @@ one may not see is 404, the same as a missing one.
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
@@ -22,7 +21,7 @@ from . import discussion
 from . import forms_render as fr
 from . import services
 from .diagram import diagram_marks
-from .people import manager_of
+from .people import active_user, active_usernames, manager_of
 from .selectors import acting_for, is_candidate, roles_of, task_get_for
 
 SOD = "separation_of_duties"
@@ -76,8 +75,7 @@ def _task_page(request, task, *, status=200, decide=None, forms=None):
     schema = task.form_schema
     instance = task.instance
     represented = acting_for(request.user, task)
-    users = (get_user_model().objects.filter(is_active=True).exclude(pk=request.user.pk)
-             .order_by("username").values_list("username", flat=True)[:500])
+    users = active_usernames(exclude=request.user)
     context = {
         "task": task, "instance": instance, "is_open": task.status == HumanTaskStatus.OPEN,
         "fields": fr.fields_for(schema, task.form_ui, decide.get("values"), errors, skip=(fr.DECISION, fr.REASON)),
@@ -155,7 +153,7 @@ def _handover(request, pk, form: str):
     """Delegate or reassign (``form``) to the posted ``to_user`` with the posted ``reason``."""
     task = _task_or_404(request.user, pk)
     to_name, reason = request.POST.get("to_user", "").strip(), request.POST.get("reason", "").strip()
-    to_user = get_user_model().objects.filter(username=to_name, is_active=True).first() if to_name else None
+    to_user = active_user(to_name)
     command = services.task_delegate if form == "delegate" else services.task_reassign
     try:
         command(human_task_id=task.pk, actor=request.user, to_user=to_user, reason=reason)
